@@ -1,0 +1,104 @@
+"""CM-BERT configuration.
+
+CM-BERT: Cross-Modal BERT for Text-Audio Sentiment Analysis (Yang, Xu, Gao, ACM MM 2020).
+The config is a `BertConfig` (so any BERT checkpoint can be the text encoder) plus the
+hyperparameters of the masked multimodal attention layer.
+"""
+
+from transformers import BertConfig
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+SCALING_MODES = ("batch", "sample", "none")
+CLS_AUDIO_MODES = ("input", "mean")
+
+
+class CMBertConfig(BertConfig):
+    r"""
+    Configuration of a [`CMBertModel`]: the BERT encoder's hyperparameters (inherited from
+    [`BertConfig`], defaults of `bert-base-uncased`) and those of the fusion layer.
+
+    The defaults are batch-independent and let the audio reach the prediction.
+    [`CMBertConfig.original`] gives the behaviour of the authors' code instead.
+
+    Args:
+        audio_feature_size (`int`, *optional*, defaults to 5):
+            Width `D_a` of one acoustic vector (5 COVAREP columns for CMU-MOSI, 74 for CMU-MOSEI).
+        fusion_dim (`int`, *optional*, defaults to 30):
+            Size `d` of the bias-free text and audio projections that build the attention maps.
+        fusion_attention_dropout (`float`, *optional*, defaults to 0.3):
+            Dropout on the multimodal attention weights `W_m`.
+        text_scaling (`str`, *optional*, defaults to `"sample"`):
+            How the projected text `T` is divided by the square root of its (detached) Frobenius norm:
+            `"batch"` over the whole batch tensor padding included, as the original code does (results then
+            depend on the other samples in the batch); `"sample"` per sample over its real tokens;
+            `"none"` not at all.
+        audio_scaling (`str`, *optional*, defaults to `"sample"`):
+            The same for the projected audio `A`. The paper scales it; the original code does not (`"none"`).
+        cls_audio (`str`, *optional*, defaults to `"mean"`):
+            The audio vector used at the `[CLS]` position. `"input"` keeps the input's row, which is zero in
+            every released data file, so the prediction (read at `[CLS]`) cannot depend on the audio: that is
+            the original model. `"mean"` puts the mean of the audio rows of the real tokens there, so the
+            `[CLS]` row of the multimodal attention, and with it the prediction, sees the audio.
+
+    Example:
+
+    ```python
+    >>> from cmbert_hf import CMBertConfig, CMBertForSequenceClassification
+
+    >>> config = CMBertConfig()  # bert-base-uncased sized, regression head (num_labels=1)
+    >>> original = CMBertConfig.original()  # the authors' code, audio-blind
+    >>> model = CMBertForSequenceClassification(config)
+    ```"""
+
+    model_type = "cmbert"
+
+    audio_feature_size: int = 5
+    fusion_dim: int = 30
+    fusion_attention_dropout: float = 0.3
+    text_scaling: str = "sample"
+    audio_scaling: str = "sample"
+    cls_audio: str = "mean"
+
+    def __post_init__(self, **kwargs):
+        # Sentiment is a score in [-3, 3]: regression unless the caller asks for classes.
+        if self.id2label is None and kwargs.get("num_labels") is None:
+            kwargs["num_labels"] = 1
+        super().__post_init__(**kwargs)
+        self._check_fusion_fields()
+
+    def _check_fusion_fields(self):
+        for name, allowed in (
+            ("text_scaling", SCALING_MODES),
+            ("audio_scaling", SCALING_MODES),
+            ("cls_audio", CLS_AUDIO_MODES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}.")
+        for name in ("audio_feature_size", "fusion_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if not 0.0 <= self.fusion_attention_dropout < 1.0:
+            raise ValueError(
+                f"`fusion_attention_dropout` must be in [0, 1), got {self.fusion_attention_dropout!r}."
+            )
+
+    @classmethod
+    def original(cls, **kwargs) -> "CMBertConfig":
+        """The authors' code: whole-batch text scaling, unscaled audio, the input's zero `[CLS]` audio row."""
+        kwargs = {"text_scaling": "batch", "audio_scaling": "none", "cls_audio": "input", **kwargs}
+        return cls(**kwargs)
+
+    @classmethod
+    def from_bert_config(cls, bert_config: BertConfig, **fusion_kwargs) -> "CMBertConfig":
+        """Builds a CM-BERT config around any BERT config (`bert-base-uncased`, MiniLM, a tiny random one)."""
+        encoder = bert_config.to_dict()
+        for key in ("model_type", "architectures", "auto_map", "transformers_version", "id2label", "label2id"):
+            encoder.pop(key, None)
+        return cls(**{**encoder, **fusion_kwargs})
+
+
+__all__ = ["CMBertConfig"]

@@ -1,0 +1,44 @@
+"""Sentiment metrics of CMU-MOSI papers, with numpy and scikit-learn only.
+
+Conventions (../shared/spec/cm-bert.md, "Metrics"): MAE, Pearson Corr, Acc7 on rounded clipped
+scores, and binary accuracy / weighted F1 three ways: `has0` (positive = >= 0, all samples),
+`non0` (zero labels dropped, positive = > 0) and `original` (positive = > 0, all samples, F1 with
+truth and prediction swapped as the CM-BERT code scored it). Accuracies and F1 are percentages.
+"""
+
+import numpy as np
+from sklearn.metrics import f1_score
+
+
+def _binary(pred_pos: np.ndarray, true_pos: np.ndarray, swap_f1: bool = False) -> tuple[float, float]:
+    acc = float(np.mean(pred_pos == true_pos) * 100)
+    f1 = f1_score(pred_pos, true_pos, average="weighted") if swap_f1 else f1_score(true_pos, pred_pos, average="weighted")
+    return acc, float(f1 * 100)
+
+
+def sentiment_metrics(predictions, labels) -> dict[str, float]:
+    """All metrics of the spec for scores `predictions` and `labels` (array-likes in [-3, 3])."""
+    p = np.asarray(predictions, dtype=np.float64).reshape(-1)
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    if p.shape != y.shape or p.size == 0:
+        raise ValueError(f"predictions and labels must be non-empty and of one length, got {p.size} and {y.size}.")
+    # np.round rounds halves to even, as the original scoring code (numpy) did: 2.5 -> 2, -0.5 -> -0.
+    acc7 = float(np.mean(np.round(np.clip(p, -3, 3)) == np.round(np.clip(y, -3, 3))) * 100)
+    corr = float(np.corrcoef(p, y)[0, 1]) if p.std() > 0 and y.std() > 0 else float("nan")
+    metrics = {"mae": float(np.mean(np.abs(p - y))), "corr": corr, "acc7": acc7}
+    metrics["acc2_has0"], metrics["f1_has0"] = _binary(p >= 0, y >= 0)
+    nonzero = y != 0
+    metrics["acc2_non0"], metrics["f1_non0"] = _binary(p[nonzero] > 0, y[nonzero] > 0)
+    metrics["acc2_original"], metrics["f1_original"] = _binary(p > 0, y > 0, swap_f1=True)
+    return metrics
+
+
+def compute_metrics(eval_pred) -> dict[str, float]:
+    """`Trainer` hook: regression logits `[N, 1]` against float labels."""
+    predictions, labels = eval_pred.predictions, eval_pred.label_ids
+    if isinstance(predictions, tuple):  # extra outputs (attention maps) follow the logits
+        predictions = predictions[0]
+    return sentiment_metrics(predictions, labels)
+
+
+__all__ = ["sentiment_metrics", "compute_metrics"]

@@ -1,0 +1,283 @@
+"""CM-BERT: BERT with a masked multimodal attention layer over word-aligned audio.
+
+Yang, Xu, Gao, "CM-BERT: Cross-Modal BERT for Text-Audio Sentiment Analysis", ACM MM 2020.
+The text encoder is transformers' own `BertModel`; this file adds only the fusion layer
+(spec: ../shared/spec/cm-bert.md, "Forward pass") and the heads.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from transformers import BertModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import ModelOutput
+from transformers.utils import logging
+
+from .configuration_cmbert import CMBertConfig
+
+
+logger = logging.get_logger(__name__)
+
+# The original's additive mask value; kept so the original setting reproduces its numbers.
+MASK_VALUE = -10000.0
+
+# Written into every saved config, so that a folder or Hub repo loads with any of the Auto classes
+# (and `trust_remote_code=True`) whichever of the models was saved.
+AUTO_MAP = {
+    "AutoConfig": "configuration_cmbert.CMBertConfig",
+    "AutoModel": "modeling_cmbert.CMBertModel",
+    "AutoModelForSequenceClassification": "modeling_cmbert.CMBertForSequenceClassification",
+}
+
+
+@dataclass
+class CMBertModelOutput(ModelOutput):
+    r"""
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`):
+        The fused sequence `Y`.
+    pooler_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+        The fused `[CLS]` vector `Y[:, 0]` that the heads read.
+    text_attention (`torch.FloatTensor` of shape `(batch_size, sequence_length, sequence_length)`, *optional*):
+        The text attention `alpha`, returned with `output_attentions=True`.
+    multimodal_attention (`torch.FloatTensor` of shape `(batch_size, sequence_length, sequence_length)`, *optional*):
+        The multimodal attention `W_m` (before dropout), returned with `output_attentions=True`.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    text_attention: torch.FloatTensor | None = None
+    multimodal_attention: torch.FloatTensor | None = None
+
+
+@dataclass
+class CMBertSequenceClassifierOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` are given):
+        MSE for regression (`num_labels == 1`), cross-entropy otherwise.
+    logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
+        The sentiment score (regression) or the class scores.
+    text_attention, multimodal_attention (`torch.FloatTensor`, *optional*):
+        As in [`CMBertModelOutput`].
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    text_attention: torch.FloatTensor | None = None
+    multimodal_attention: torch.FloatTensor | None = None
+
+
+def _scale(x: torch.Tensor, mode: str, token_mask: torch.Tensor) -> torch.Tensor:
+    """Divides `x` [B, L, d] by the square root of its detached Frobenius norm (paper eq. 2-3)."""
+    if mode == "none":
+        return x
+    squares = x.detach().square()
+    if mode == "batch":
+        # The original: one norm for the whole padded batch tensor.
+        norm = squares.sum().sqrt()
+    else:
+        # Only real tokens count, so that the amount of padding (dynamic or fixed) changes nothing.
+        norm = (squares * token_mask[:, :, None]).sum(dim=(1, 2), keepdim=True).sqrt()  # [B, 1, 1]
+    return x / norm.clamp_min(1e-12).sqrt()
+
+
+class CMBertMaskedMultimodalAttention(nn.Module):
+    """`W_m = softmax(w_t * alpha + w_a * beta + b + M)` with `alpha`, `beta` from scaled text and audio."""
+
+    def __init__(self, config: CMBertConfig):
+        super().__init__()
+        self.text_scaling = config.text_scaling
+        self.audio_scaling = config.audio_scaling
+        # Kernel-1 Conv1d without bias in the original: the same map as a bias-free Linear.
+        self.text_proj = nn.Linear(config.hidden_size, config.fusion_dim, bias=False)
+        self.audio_proj = nn.Linear(config.audio_feature_size, config.fusion_dim, bias=False)
+        self.w_t = nn.Parameter(torch.ones(1))
+        self.w_a = nn.Parameter(torch.ones(1))
+        self.b = nn.Parameter(torch.zeros(1))
+        self.dropout = nn.Dropout(config.fusion_attention_dropout)
+
+    def forward(self, text, audio, attention_mask):
+        token_mask = attention_mask.to(text.dtype)  # [B, L]
+        t = _scale(self.text_proj(text), self.text_scaling, token_mask)  # [B, L, d]
+        alpha = torch.relu(t @ t.transpose(1, 2))  # [B, L, L]
+        scores = self.w_t * alpha + self.b
+        if audio is not None:
+            a = _scale(self.audio_proj(audio), self.audio_scaling, token_mask)  # [B, L, d]
+            scores = scores + self.w_a * torch.relu(a @ a.transpose(1, 2))
+        # The original masks rows too; a constant added to a whole row leaves its softmax unchanged,
+        # so masking the key axis alone gives the same weights.
+        scores = scores + (1.0 - token_mask)[:, None, :] * MASK_VALUE
+        weights = torch.softmax(scores, dim=-1)  # [B, L, L]
+        return self.dropout(weights), alpha, weights
+
+
+class CMBertFusionLayer(nn.Module):
+    """`Y = LayerNorm(Dropout(Dense(W_m X_t + X_t)))`, the fused sequence."""
+
+    def __init__(self, config: CMBertConfig):
+        super().__init__()
+        self.cls_audio = config.cls_audio
+        self.attention = CMBertMaskedMultimodalAttention(config)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, text, audio, attention_mask):
+        if audio is not None:
+            audio = audio.to(text.dtype)
+            if self.cls_audio == "mean":
+                audio = _with_utterance_audio_at_cls(audio, attention_mask)
+        dropped, alpha, weights = self.attention(text, audio, attention_mask)
+        fused = self.LayerNorm(self.dropout(self.dense(dropped @ text + text)))  # [B, L, H]
+        return fused, alpha, weights
+
+
+def _with_utterance_audio_at_cls(audio: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Puts the mean audio vector of the real tokens after `[CLS]` at position 0.
+
+    With a zero `[CLS]` row (every released data file) the `[CLS]` row of `beta` is zero and the prediction
+    is blind to the audio (spec, "A flaw in the original"). An utterance-level vector there lets the `[CLS]`
+    query weigh each word by how its prosody matches the whole utterance's, which is the cross-modal
+    reweighting the paper intends, and it needs no new parameters, so BERT checkpoints load unchanged.
+    """
+    mask = attention_mask[:, 1:, None].to(audio.dtype)  # [B, L-1, 1]
+    mean = (audio[:, 1:] * mask).sum(1) / mask.sum(1).clamp_min(1.0)  # [B, D_a]
+    return torch.cat([mean[:, None], audio[:, 1:]], dim=1)
+
+
+class CMBertPreTrainedModel(PreTrainedModel):
+    config_class = CMBertConfig
+    base_model_prefix = "bert"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    # BERT's pooler and pre-training heads are not used: the fusion layer reads the last hidden states.
+    _keys_to_ignore_on_load_unexpected = [r"pooler\.", r"^cls\.", r"bert\.pooler\."]
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, CMBertMaskedMultimodalAttention):
+            # The original keeps PyTorch's default Conv1d initialisation for the projections.
+            for proj in (module.text_proj, module.audio_proj):
+                init.kaiming_uniform_(proj.weight, a=math.sqrt(5))
+            init.ones_(module.w_t)
+            init.ones_(module.w_a)
+            init.zeros_(module.b)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+class CMBertModel(CMBertPreTrainedModel):
+    """BERT followed by the masked multimodal attention fusion layer."""
+
+    def __init__(self, config: CMBertConfig):
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.fusion = CMBertFusionLayer(config)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.bert.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.bert.set_input_embeddings(value)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        audio_features: torch.FloatTensor | None = None,
+        output_attentions: bool = False,
+        return_dict: bool | None = None,
+    ) -> CMBertModelOutput | tuple:
+        r"""
+        audio_features (`torch.FloatTensor` of shape `(batch_size, sequence_length, audio_feature_size)`, *optional*):
+            One acoustic vector per word-piece position, zero at `[CLS]`, `[SEP]` and padding (see
+            [`CMBertProcessor`]). Omitted: treated as zeros, which gives the text-only model.
+        """
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if audio_features is not None and audio_features.shape[:2] != input_ids.shape:
+            raise ValueError(
+                f"`audio_features` must have shape (batch, seq_len, {self.config.audio_feature_size}) matching "
+                f"`input_ids` {tuple(input_ids.shape)}, got {tuple(audio_features.shape)}."
+            )
+        text = self.bert(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, return_dict=True
+        ).last_hidden_state  # [B, L, H]
+        fused, alpha, weights = self.fusion(text, audio_features, attention_mask)
+        output = CMBertModelOutput(
+            last_hidden_state=fused,
+            pooler_output=fused[:, 0],
+            text_attention=alpha if output_attentions else None,
+            multimodal_attention=weights if output_attentions else None,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+class CMBertForSequenceClassification(CMBertPreTrainedModel):
+    """CM-BERT with a linear head on the fused `[CLS]` vector: regression when `num_labels == 1`."""
+
+    def __init__(self, config: CMBertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.fusion = CMBertFusionLayer(config)
+        classifier_dropout = config.classifier_dropout
+        self.dropout = nn.Dropout(config.hidden_dropout_prob if classifier_dropout is None else classifier_dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.bert.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.bert.set_input_embeddings(value)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        audio_features: torch.FloatTensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        return_dict: bool | None = None,
+    ) -> CMBertSequenceClassifierOutput | tuple:
+        r"""
+        audio_features (`torch.FloatTensor` of shape `(batch_size, sequence_length, audio_feature_size)`, *optional*):
+            As in [`CMBertModel.forward`].
+        labels (`torch.Tensor` of shape `(batch_size,)`, *optional*):
+            Sentiment scores (float) when `num_labels == 1`, class indices otherwise.
+        """
+        body = CMBertModel.forward(
+            self, input_ids, attention_mask, token_type_ids, audio_features, output_attentions, return_dict=True
+        )
+        logits = self.classifier(self.dropout(body.pooler_output))  # [B, num_labels]
+        loss = None
+        if labels is not None:
+            if self.num_labels == 1:
+                loss = nn.functional.mse_loss(logits.view(-1), labels.view(-1).to(logits.dtype))
+            else:
+                loss = nn.functional.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        output = CMBertSequenceClassifierOutput(
+            loss=loss,
+            logits=logits,
+            text_attention=body.text_attention,
+            multimodal_attention=body.multimodal_attention,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+__all__ = [
+    "CMBertPreTrainedModel",
+    "CMBertModel",
+    "CMBertForSequenceClassification",
+    "CMBertModelOutput",
+    "CMBertSequenceClassifierOutput",
+]

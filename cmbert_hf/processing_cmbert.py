@@ -1,0 +1,142 @@
+"""CM-BERT processor: the BERT tokenizer plus word-to-word-piece alignment of acoustic features.
+
+CMU-MOSI's acoustic features are one vector per *word*; BERT positions are *word-pieces*. The original
+code fed the word vectors position by position, so audio drifted from text after the first split word.
+Here each word's vector is repeated over all its pieces and `[CLS]`, `[SEP]` and padding get zero rows
+(spec, "Inputs"). Features already aligned to BERT positions (`audio_level="token"`) are taken as they are.
+"""
+
+import numpy as np
+
+from transformers import BatchEncoding, ProcessorMixin
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+AUDIO_LEVELS = ("word", "token")
+
+
+class CMBertProcessor(ProcessorMixin):
+    r"""
+    Pairs a BERT tokenizer with a [`CMBertFeatureExtractor`], whose `feature_size` is the expected width of
+    the acoustic vectors.
+
+    Args:
+        feature_extractor ([`CMBertFeatureExtractor`]):
+            Turns a waveform and word timings into one acoustic vector per word.
+        tokenizer ([`BertTokenizerFast`]):
+            A fast tokenizer (word alignment needs `word_ids()`).
+    """
+
+    def __init__(self, feature_extractor, tokenizer):
+        super().__init__(feature_extractor, tokenizer)
+
+    def __call__(
+        self,
+        text=None,
+        audio_features=None,
+        audio=None,
+        sampling_rate=None,
+        word_timings=None,
+        audio_level: str = "word",
+        is_split_into_words: bool = False,
+        max_length: int | None = 50,
+        padding=False,
+        truncation: bool = True,
+        return_tensors=None,
+    ) -> BatchEncoding:
+        r"""
+        Tokenizes `text` and aligns acoustic features to its word-pieces.
+
+        Args:
+            text (`str`, `list[str]`, or `list[list[str]]`):
+                One utterance or a batch. Words are split on white space, or given as lists with
+                `is_split_into_words=True`.
+            audio_features (array-like `[n_words, D_a]`, `[L, D_a]` or a list of them, *optional*):
+                Word-level (`audio_level="word"`) or already aligned (`audio_level="token"`) features.
+            audio (waveform array, path, or a list of them, *optional*):
+                Raw audio; features are extracted with the feature extractor (with `sampling_rate` and
+                `word_timings`) instead of being given.
+            max_length (`int`, *optional*, defaults to 50):
+                Truncation length, as in the original recipe; audio is truncated with the text.
+            padding, return_tensors:
+                As for the tokenizer; audio is padded with zero rows to the same length.
+
+        Returns:
+            [`BatchEncoding`] with `input_ids`, `attention_mask`, `token_type_ids` and, when audio is given,
+            `audio_features` (`[L, D_a]` per sample).
+        """
+        if audio_level not in AUDIO_LEVELS:
+            raise ValueError(f"`audio_level` must be one of {AUDIO_LEVELS}, got {audio_level!r}.")
+        batched = _is_batched(text, is_split_into_words)
+        words = [_split_words(t, is_split_into_words) for t in (text if batched else [text])]
+        if audio is not None:
+            if audio_features is not None:
+                raise ValueError("Pass either `audio` or `audio_features`, not both.")
+            audio_features = self.feature_extractor(
+                audio if batched else [audio],
+                sampling_rate=sampling_rate,
+                word_timings=word_timings if batched or word_timings is None else [word_timings],
+                words=words,
+            )["word_features"]
+            audio_level = "word"
+        elif audio_features is not None and not batched:
+            audio_features = [audio_features]
+
+        encoding = self.tokenizer(
+            words,
+            is_split_into_words=True,
+            max_length=max_length,
+            truncation=truncation,
+            padding=padding,
+        )
+        if audio_features is not None:
+            if len(audio_features) != len(words):
+                raise ValueError(f"got {len(words)} texts but {len(audio_features)} audio feature arrays.")
+            encoding["audio_features"] = [
+                self._align(encoding, i, np.asarray(feats, dtype=np.float32), len(words[i]), audio_level)
+                for i, feats in enumerate(audio_features)
+            ]
+        if not batched:
+            encoding = BatchEncoding({key: value[0] for key, value in encoding.items()})
+        return BatchEncoding(dict(encoding), tensor_type=return_tensors)
+
+    def _align(self, encoding, index: int, feats: np.ndarray, n_words: int, audio_level: str) -> np.ndarray:
+        width = self.feature_extractor.feature_size
+        if feats.ndim != 2 or feats.shape[1] != width:
+            raise ValueError(
+                f"audio features of sample {index} must have shape (n, {width}) (the feature extractor's and the "
+                f"model's `audio_feature_size`), got {feats.shape}."
+            )
+        if not np.isfinite(feats).all():
+            raise ValueError(f"audio features of sample {index} contain NaN or inf values.")
+        length = len(encoding["input_ids"][index])
+        if audio_level == "token":
+            aligned = np.zeros((length, width), dtype=np.float32)
+            aligned[: min(length, len(feats))] = feats[:length]
+            return aligned
+        if len(feats) != n_words:
+            raise ValueError(f"sample {index} has {n_words} words but {len(feats)} word-level audio vectors.")
+        # Row 0 of `table` is the zero vector for special tokens and padding (word id None -> -1 -> 0).
+        word_ids = np.array([-1 if w is None else w for w in encoding.word_ids(index)])
+        table = np.concatenate([np.zeros((1, width), dtype=np.float32), feats])
+        return table[word_ids + 1]
+
+
+def _is_batched(text, is_split_into_words: bool) -> bool:
+    if isinstance(text, str):
+        return False
+    if not isinstance(text, (list, tuple)) or not text:
+        raise ValueError(f"`text` must be a non-empty string or list, got {text!r}.")
+    return not is_split_into_words or isinstance(text[0], (list, tuple))
+
+
+def _split_words(text, is_split_into_words: bool) -> list[str]:
+    words = list(text) if is_split_into_words else str(text).split()
+    if not words:
+        raise ValueError("`text` is empty: CM-BERT needs at least one word per utterance.")
+    return words
+
+
+__all__ = ["CMBertProcessor"]
