@@ -19,17 +19,21 @@ AUDIO_LEVELS = ("word", "token")
 
 class CMBertProcessor(ProcessorMixin):
     r"""
-    Pairs a BERT tokenizer with a [`CMBertFeatureExtractor`], whose `feature_size` is the expected width of
-    the acoustic vectors.
+    Pairs a BERT tokenizer with a [`CMBertFeatureExtractor`].
 
     Args:
         feature_extractor ([`CMBertFeatureExtractor`]):
             Turns a waveform and word timings into one acoustic vector per word.
         tokenizer ([`BertTokenizerFast`]):
             A fast tokenizer (word alignment needs `word_ids()`).
+        audio_feature_size (`int`, *optional*):
+            Width of the acoustic vectors, the model's `audio_feature_size`. Defaults to the feature extractor's
+            width; differs from it for models trained on precomputed features (COVAREP: 5 for MOSI, 74 for MOSEI),
+            which then accept `audio_features` only.
     """
 
-    def __init__(self, feature_extractor, tokenizer):
+    def __init__(self, feature_extractor, tokenizer, audio_feature_size: int | None = None):
+        self.audio_feature_size = audio_feature_size or feature_extractor.feature_size
         super().__init__(feature_extractor, tokenizer)
 
     def __call__(
@@ -74,11 +78,13 @@ class CMBertProcessor(ProcessorMixin):
         if audio is not None:
             if audio_features is not None:
                 raise ValueError("Pass either `audio` or `audio_features`, not both.")
+            self.feature_extractor.check_feature_size(self.audio_feature_size)
+            if word_timings is None:
+                annotations = {"words": words}
+            else:
+                annotations = {"word_timings": word_timings if batched else [word_timings]}
             audio_features = self.feature_extractor(
-                audio if batched else [audio],
-                sampling_rate=sampling_rate,
-                word_timings=word_timings if batched or word_timings is None else [word_timings],
-                words=words,
+                audio if batched else [audio], sampling_rate=sampling_rate, **annotations
             )["word_features"]
             audio_level = "word"
         elif audio_features is not None and not batched:
@@ -103,11 +109,11 @@ class CMBertProcessor(ProcessorMixin):
         return BatchEncoding(dict(encoding), tensor_type=return_tensors)
 
     def _align(self, encoding, index: int, feats: np.ndarray, n_words: int, audio_level: str) -> np.ndarray:
-        width = self.feature_extractor.feature_size
+        width = self.audio_feature_size
         if feats.ndim != 2 or feats.shape[1] != width:
             raise ValueError(
-                f"audio features of sample {index} must have shape (n, {width}) (the feature extractor's and the "
-                f"model's `audio_feature_size`), got {feats.shape}."
+                f"audio features of sample {index} must have shape (n, {width}) (the model's `audio_feature_size`), "
+                f"got {feats.shape}."
             )
         if not np.isfinite(feats).all():
             raise ValueError(f"audio features of sample {index} contain NaN or inf values.")
