@@ -1,0 +1,94 @@
+"""Export built configs as a data-only Hub dataset: Parquet shards plus a dataset card.
+
+The folder loads without this code: `datasets.load_dataset(folder_or_repo_id, "text")` finds the
+`configs:` / `data_files:` entries of the card's YAML front matter.
+
+    folder/
+      README.md                          card: YAML (configs, dataset_info) + description
+      text/train-00000-of-00001.parquet  one shard per config and split
+      ...
+"""
+
+import os
+from pathlib import Path
+
+from datasets.info import DatasetInfosDict
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import DatasetCard, DatasetCardData, HfApi
+
+from dataset_script.mosi import CITATION, DESCRIPTION, load_mosi
+
+CARD_BODY = """
+# CMU-MOSI for CM-BERT
+
+Data-only export of the `dataset_script` builder of cmbert-hf. Configs: {configs}.
+
+```python
+from datasets import load_dataset
+dataset = load_dataset("<this repo>", "{first}")
+```
+
+## Features
+
+{description}
+## Licence
+
+The terms of the original CMU-MOSI / CMU-MOSEI releases (and of the CM-BERT / MMSA feature
+releases) apply to this data; this export adds no rights. Check them before redistributing.
+
+## Citation
+
+```bibtex
+{citation}```
+"""
+
+
+def shard_path(config: str, split: str) -> str:
+    """Where a config's split lives inside the exported folder (the Hub's single-shard naming)."""
+    return f"{config}/{split}-00000-of-00001.parquet"
+
+
+def export_to_folder(out_dir, configs=("text",), data_dir=None, cache_dir=None, **config_kwargs) -> Path:
+    """Builds each config and writes its splits as Parquet plus a README.md dataset card.
+
+    Args:
+        out_dir (`str` or `Path`): folder to write (created if needed; existing shards are overwritten).
+        configs (`list[str]`): config names of `Mosi.BUILDER_CONFIGS`.
+        data_dir (`str` or `dict[str, str]`, *optional*): source folder for every config, or one per config name.
+        cache_dir (`str`, *optional*): the datasets cache used while building.
+        **config_kwargs: `MosiConfig` fields passed to every config.
+
+    Returns:
+        The output folder as a `Path`.
+    """
+    out_dir = Path(out_dir)
+    data_dirs = data_dir if isinstance(data_dir, dict) else {name: data_dir for name in configs}
+    metadata, infos = MetadataConfigs(), DatasetInfosDict()
+    for name in configs:
+        dataset = load_mosi(name, data_dir=data_dirs.get(name), cache_dir=cache_dir, **config_kwargs)
+        for split, part in dataset.items():
+            (out_dir / name).mkdir(parents=True, exist_ok=True)
+            part.to_parquet(out_dir / shard_path(name, split))
+        metadata[name] = {"data_files": [{"split": split, "path": shard_path(name, split)} for split in dataset]}
+        infos[name] = dataset["train"].info
+    card_data = DatasetCardData(license="other", task_categories=["text-classification"], language=["en"], pretty_name="CMU-MOSI for CM-BERT")
+    metadata.to_dataset_card_data(card_data)
+    infos.to_dataset_card_data(card_data)
+    body = CARD_BODY.format(configs=", ".join(configs), first=configs[0], description=DESCRIPTION, citation=CITATION)
+    DatasetCard(f"---\n{card_data.to_yaml()}\n---\n{body}").save(out_dir / "README.md")
+    return out_dir
+
+
+def push_to_hub(out_dir, repo_id: str, token: str | None = None, private: bool | None = None, endpoint: str | None = None) -> str:
+    """Creates the dataset repo if needed and uploads an exported folder; returns the commit URL.
+
+    `endpoint` defaults to `HF_ENDPOINT` read now rather than at import, so a Hub mirror or a
+    local test server set after `import huggingface_hub` is still honoured.
+    """
+    api = HfApi(endpoint=endpoint or os.environ.get("HF_ENDPOINT"), token=token)
+    api.create_repo(repo_id, repo_type="dataset", exist_ok=True, private=private)
+    commit = api.upload_folder(repo_id=repo_id, folder_path=out_dir, repo_type="dataset", commit_message="Upload CMU-MOSI export")
+    return commit.commit_url
+
+
+__all__ = ["export_to_folder", "push_to_hub", "shard_path"]

@@ -1,0 +1,188 @@
+"""Readers for the CMU-MOSI / MOSEI source formats, each validated before anything is written.
+
+Formats (../shared/spec/cm-bert.md, "Data"): the CM-BERT release (`{train,dev,test}.tsv` with a
+`text<TAB>label` header, plus `MOSI_cmu_audio_CLS.pickle`, a tuple of three `(N, 50, 5)` arrays
+with a zero `[CLS]` row) and MMSA's `aligned_50.pkl` / `unaligned_50.pkl` (a dict of splits, each
+a dict of arrays). Every reader raises `MosiDataError` naming the file, split, row and what was
+expected, so a bad file fails before `datasets` starts writing Arrow shards.
+"""
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dataset_script.safe_pickle import UnsafePickleError, safe_load
+
+SPLITS = ("train", "validation", "test")
+TSV_SPLITS = {"train": "train", "validation": "dev", "test": "test"}
+MMSA_SPLITS = {"train": "train", "validation": "valid", "test": "test"}
+LABEL_RANGE = (-3.0, 3.0)
+
+
+class MosiDataError(ValueError):
+    """A source file does not hold what its format promises."""
+
+    def __init__(self, file, problem: str, *, split: str | None = None, row: int | None = None, expected: str | None = None):
+        where = [str(file)] + ([f"split '{split}'"] if split else []) + ([f"row {row}"] if row is not None else [])
+        message = ", ".join(where) + f": {problem}" + (f" (expected {expected})" if expected else "")
+        super().__init__(message)
+        self.file, self.split, self.row = str(file), split, row
+
+
+class MissingSourceError(FileNotFoundError):
+    """A file a config needs is not where it was looked for."""
+
+
+@dataclass
+class SplitRows:
+    """One split, column-wise, in source row order; `audio` / `vision` hold one 2-D array per row."""
+
+    ids: list[str]
+    video_ids: list[str]
+    texts: list[str]
+    labels: np.ndarray  # [N] float32
+    audio: list[np.ndarray] | None = None  # N x [T, D_a] float32
+    vision: list[np.ndarray] | None = None  # N x [T, D_v] float32
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def find_source(data_dir, name: str, subdirs: tuple[str, ...], instructions: str) -> Path:
+    """`data_dir/<subdir>/name` for the first subdir holding it ("" = data_dir itself)."""
+    candidates = [Path(data_dir, sub, name) for sub in subdirs]
+    for path in candidates:
+        if path.is_file():
+            return path
+    looked = ", ".join(str(p) for p in candidates)
+    raise MissingSourceError(f"{name} not found (looked at {looked}).\n{instructions}")
+
+
+def read_tsv(path, split: str) -> tuple[list[str], np.ndarray]:
+    """Transcripts and labels of a CM-BERT TSV (header `text<TAB>label`; CRLF and a missing final newline are fine)."""
+    lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines or lines[0].split("\t") != ["text", "label"]:
+        raise MosiDataError(path, f"bad header {lines[:1]}", split=split, expected="'text<TAB>label'")
+    texts, labels = [], []
+    for row, line in enumerate(lines[1:]):
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise MosiDataError(path, f"{len(fields)} fields on line {row + 2}", split=split, row=row, expected="2")
+        try:
+            labels.append(float(fields[1]))
+        except ValueError:
+            raise MosiDataError(path, f"label {fields[1]!r} is not a number", split=split, row=row) from None
+        texts.append(fields[0])
+    labels = np.asarray(labels, dtype=np.float32)
+    check_labels(labels, path, split)
+    return texts, labels
+
+
+def read_video_ids(path, split: str, num_rows: int) -> list[str]:
+    """One video id per line, as many lines as the split has rows."""
+    ids = Path(path).read_text(encoding="utf-8").splitlines()
+    while ids and not ids[-1].strip():
+        ids.pop()
+    if len(ids) != num_rows:
+        raise MosiDataError(path, f"{len(ids)} video ids", split=split, expected=f"{num_rows}, one per transcript")
+    return [i.strip() for i in ids]
+
+
+def check_labels(labels: np.ndarray, file, split: str) -> None:
+    bad = np.flatnonzero(~((labels >= LABEL_RANGE[0]) & (labels <= LABEL_RANGE[1])))  # NaN fails both
+    if bad.size:
+        row = int(bad[0])
+        raise MosiDataError(file, f"label {labels[row]}", split=split, row=row, expected="a number in [-3, 3]")
+
+
+def check_features(samples, file, split: str, name: str, width: int) -> list[np.ndarray]:
+    """Per-row `[T, width]` float32 arrays; `-inf` becomes 0 (as MMSA does), NaN / +inf are errors."""
+    out = []
+    for row, sample in enumerate(samples):
+        try:
+            sample = np.array(sample, dtype=np.float32)  # a copy: the -inf fix must not touch the source
+        except (ValueError, TypeError) as e:
+            raise MosiDataError(file, f"{name} is not a numeric matrix ({e})", split=split, row=row, expected=f"(T, {width}) floats") from None
+        if sample.ndim != 2 or sample.shape[1] != width:
+            raise MosiDataError(file, f"{name} of shape {sample.shape}", split=split, row=row, expected=f"(T, {width})")
+        sample[np.isneginf(sample)] = 0.0
+        if not np.isfinite(sample).all():
+            raise MosiDataError(file, f"{name} holds NaN or +inf", split=split, row=row, expected="finite values")
+        out.append(sample)
+    return out
+
+
+def _unpickle(path):
+    """Safe unpickling with truncated / corrupt files reported as `MosiDataError`."""
+    try:
+        return safe_load(path)
+    except UnsafePickleError:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
+        raise MosiDataError(path, f"truncated or corrupt pickle ({type(e).__name__}: {e})") from e
+
+
+def read_cmbert_audio(path, num_rows: dict[str, int], width: int) -> dict[str, list[np.ndarray]]:
+    """The CM-BERT audio pickle: a tuple of three `(N, 50, width)` arrays, split order train/dev/test."""
+    data = _unpickle(path)
+    if not isinstance(data, (tuple, list)) or len(data) != 3:
+        items = f" of {len(data)} items" if isinstance(data, (tuple, list)) else ""
+        raise MosiDataError(path, f"holds a {type(data).__name__}{items}", expected="a tuple of 3 arrays (train, dev, test)")
+    audio = {}
+    for split, array in zip(SPLITS, data):
+        if len(array) != num_rows[split]:
+            raise MosiDataError(path, f"{len(array)} rows of audio", split=split, expected=f"{num_rows[split]}, as many as {TSV_SPLITS[split]}.tsv")
+        audio[split] = check_features(array, path, split, "audio", width)
+        for row, sample in enumerate(audio[split]):
+            if sample[0].any():  # the [CLS] position carries no audio in this format
+                raise MosiDataError(path, "row 0 of the audio is not zero", split=split, row=row, expected="a zero [CLS] row")
+    return audio
+
+
+def read_mmsa(path, aligned: bool, audio_dim: int, vision_dim: int) -> dict[str, SplitRows]:
+    """MMSA's `aligned_50.pkl` / `unaligned_50.pkl`; unaligned features are cut to their `*_lengths`."""
+    data = _unpickle(path)
+    if not isinstance(data, dict) or not set(MMSA_SPLITS.values()) <= set(data):
+        raise MosiDataError(path, f"holds a {type(data).__name__}", expected="a dict with keys train, valid, test")
+    out = {}
+    for split, key in MMSA_SPLITS.items():
+        part = data[key]
+        required = ["id", "raw_text", "audio", "regression_labels"] + ([] if aligned else ["audio_lengths"])
+        missing = [k for k in required if k not in part]
+        if missing:
+            raise MosiDataError(path, f"missing arrays {missing}", split=split, expected=f"keys {required}")
+        ids = [str(i) for i in part["id"]]
+        for name in set(part) & {"raw_text", "audio", "vision", "regression_labels", "audio_lengths", "vision_lengths"}:
+            if len(part[name]) != len(ids):
+                raise MosiDataError(path, f"{len(part[name])} rows of '{name}'", split=split, expected=f"{len(ids)}, as many as 'id'")
+        labels = np.asarray(part["regression_labels"], dtype=np.float32).reshape(len(ids), -1)
+        if labels.shape[1] != 1:
+            raise MosiDataError(path, f"regression_labels of shape {labels.shape}", split=split, expected="one label per row")
+        labels = labels[:, 0]
+        check_labels(labels, path, split)
+        rows = SplitRows(
+            ids=ids,
+            video_ids=[i.split("$_$")[0] for i in ids],
+            texts=[str(t) for t in part["raw_text"]],
+            labels=labels,
+            audio=check_features(_cut(part, "audio", aligned), path, split, "audio", audio_dim),
+        )
+        if "vision" in part:
+            rows.vision = check_features(_cut(part, "vision", aligned), path, split, "vision", vision_dim)
+        out[split] = rows
+    return out
+
+
+def _cut(part: dict, name: str, aligned: bool):
+    """Unaligned features are zero-padded frames: keep the first `<name>_lengths` of each row."""
+    lengths = part.get(f"{name}_lengths")
+    if aligned or lengths is None:
+        return part[name]
+    return [sample[: int(n)] for sample, n in zip(part[name], lengths)]
+
+
+__all__ = ["MosiDataError", "MissingSourceError", "SplitRows", "SPLITS", "read_tsv", "read_video_ids", "read_cmbert_audio", "read_mmsa"]

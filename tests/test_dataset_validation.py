@@ -1,0 +1,165 @@
+"""Bad source files fail with errors naming file, split, row and expectation; pickles load safely."""
+
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dataset_script import MissingSourceError, MosiDataError, load_mosi
+from dataset_script.safe_pickle import safe_load
+
+MOSI_TEXT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mosi-text"
+SIZES = (1284, 229, 686)
+PICKLE = "MOSI_cmu_audio_CLS.pickle"
+
+needs_text = pytest.mark.skipif(not MOSI_TEXT.is_dir(), reason=f"MOSI transcripts not found at {MOSI_TEXT}")
+
+
+@pytest.fixture
+def release(tmp_path) -> Path:
+    """A flat CM-BERT folder: copies of the shared TSVs (no video ids) and a valid audio pickle."""
+    folder = tmp_path / "release"
+    folder.mkdir()
+    for stem in ("train", "dev", "test"):
+        shutil.copy(MOSI_TEXT / f"{stem}.tsv", folder)
+    write_audio(folder, audio_arrays())
+    return folder
+
+
+def audio_arrays(sizes=SIZES, width=5) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(size=(n, 50, width)) for n in sizes]
+    for a in arrays:
+        a[:, 0] = 0.0
+    return arrays
+
+
+def write_audio(folder: Path, arrays) -> None:
+    (folder / PICKLE).write_bytes(pickle.dumps(tuple(arrays) if isinstance(arrays, list) else arrays))
+
+
+def edit_tsv(folder: Path, stem: str, row: int, line: str) -> None:
+    lines = (folder / f"{stem}.tsv").read_text().splitlines()
+    lines[row + 1] = line
+    (folder / f"{stem}.tsv").write_text("\n".join(lines))
+
+
+def build(folder: Path, tmp_path: Path, config="cmbert", **kwargs):
+    return load_mosi(config, data_dir=folder, cache_dir=tmp_path / "cache", **kwargs)
+
+
+@needs_text
+def test_flat_release_loads_without_video_ids(release, tmp_path):
+    dataset = build(release, tmp_path)
+    assert [dataset[s].num_rows for s in dataset] == list(SIZES)
+    assert set(dataset["test"]["video_id"]) == {""}
+
+
+@needs_text
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (audio_arrays((1283, 229, 686)), f"{PICKLE}, split 'train': 1283 rows of audio (expected 1284, as many as train.tsv)"),
+        (audio_arrays(width=4), f"{PICKLE}, split 'train', row 0: audio of shape (50, 4) (expected (T, 5))"),
+        (audio_arrays()[:2], f"{PICKLE}: holds a tuple of 2 items (expected a tuple of 3 arrays (train, dev, test))"),
+        ({"train": 1}, f"{PICKLE}: holds a dict (expected a tuple of 3 arrays"),
+    ],
+    ids=["row-count", "width", "two-splits", "not-a-tuple"],
+)
+def test_bad_audio_pickle(release, tmp_path, arrays, message):
+    write_audio(release, arrays)
+    with pytest.raises(MosiDataError) as error:
+        build(release, tmp_path)
+    assert message in str(error.value)
+
+
+@needs_text
+def test_audio_values_are_checked(release, tmp_path):
+    arrays = audio_arrays()
+    arrays[2][5, 0, 1] = 0.5  # audio on the [CLS] row: not this format, or misaligned
+    write_audio(release, arrays)
+    with pytest.raises(MosiDataError, match=r"split 'test', row 5: row 0 of the audio is not zero"):
+        build(release, tmp_path)
+    arrays = audio_arrays()
+    arrays[0][9, 4, 4] = np.inf
+    write_audio(release, arrays)
+    with pytest.raises(MosiDataError, match=r"split 'train', row 9: audio holds NaN or \+inf \(expected finite values\)"):
+        build(release, tmp_path)
+
+
+@needs_text
+def test_truncated_pickle(release, tmp_path):
+    data = (release / PICKLE).read_bytes()
+    (release / PICKLE).write_bytes(data[: len(data) // 2])
+    with pytest.raises(MosiDataError, match=rf"{PICKLE}: truncated or corrupt pickle"):
+        build(release, tmp_path)
+
+
+@needs_text
+@pytest.mark.parametrize(
+    "stem, row, line, message",
+    [
+        ("dev", 5, "SO GOOD\t3.5", "dev.tsv, split 'validation', row 5: label 3.5 (expected a number in [-3, 3])"),
+        ("test", 7, "SO GOOD\tnan", "test.tsv, split 'test', row 7: label nan"),
+        ("train", 3, "SO GOOD\tgreat", "train.tsv, split 'train', row 3: label 'great' is not a number"),
+        ("train", 2, "SO\tGOOD\t1.0", "train.tsv, split 'train', row 2: 3 fields on line 4 (expected 2)"),
+        ("dev", -1, "sentence\tscore", "dev.tsv, split 'validation': bad header"),
+    ],
+    ids=["label-range", "label-nan", "label-text", "fields", "header"],
+)
+def test_bad_tsv(release, tmp_path, stem, row, line, message):
+    edit_tsv(release, stem, row, line)
+    with pytest.raises(MosiDataError) as error:
+        build(release, tmp_path, config="text")
+    assert message in str(error.value)
+
+
+@needs_text
+def test_missing_and_short_files(release, tmp_path):
+    (release / "dev.video_ids.txt").write_text("a\nb\n")
+    with pytest.raises(MosiDataError, match=r"dev.video_ids.txt, split 'validation': 2 video ids \(expected 229"):
+        build(release, tmp_path)
+    (release / "test.tsv").unlink()
+    with pytest.raises(MissingSourceError, match=r"test.tsv not found \(looked at .*release/test.tsv"):
+        build(release, tmp_path)
+    (release / PICKLE).unlink()
+    with pytest.raises(MissingSourceError, match=PICKLE):
+        build(release, tmp_path)
+
+
+def test_mmsa_rows_of_different_widths(tmp_path):
+    audio = np.empty(3, dtype=object)  # per-row arrays, as a ragged pickle would hold them
+    audio[:] = [np.zeros((50, 5)), np.zeros((50, 5)), np.zeros((50, 6))]
+    part = {"id": np.array(["v$_$0", "v$_$1", "v$_$2"]), "raw_text": np.array(["A", "B", "C"]), "audio": audio}
+    part["regression_labels"] = np.zeros(3, dtype=np.float32)
+    (tmp_path / "aligned_50.pkl").write_bytes(pickle.dumps({"train": part, "valid": part, "test": part}))
+    with pytest.raises(MosiDataError, match=r"aligned_50.pkl, split 'train', row 2: audio of shape \(50, 6\) \(expected \(T, 5\)\)"):
+        build(tmp_path, tmp_path, config="mmsa_aligned")
+    part["regression_labels"] = np.zeros(2, dtype=np.float32)
+    with pytest.raises(MosiDataError, match=r"split 'train': 2 rows of 'regression_labels' \(expected 3, as many as 'id'\)"):
+        (tmp_path / "aligned_50.pkl").write_bytes(pickle.dumps({"train": part, "valid": part, "test": part}))
+        build(tmp_path, tmp_path, config="mmsa_aligned")
+
+
+@pytest.mark.parametrize("protocol, spelling", [(2, "numpy.core"), (2, "numpy._core"), (4, None), (5, None)])
+def test_pickles_of_numpy_1_and_2(tmp_path, protocol, spelling):
+    arrays = {
+        "audio": np.random.default_rng(0).normal(size=(3, 50, 5)),
+        "text": np.array(["a b", "c"]),
+        "ragged": np.array([np.zeros((1, 2)), np.ones((2, 2), dtype=np.float32)], dtype=object),
+        "scalar": np.float32(1.5),
+    }
+    data = pickle.dumps(arrays, protocol=protocol)
+    if spelling:  # numpy 1.x wrote `numpy.core.multiarray`, 2.x `numpy._core.multiarray`; protocol 2 names globals in text lines
+        for old in (b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"):
+            data = data.replace(old, spelling.encode() + b".multiarray\n")
+        assert spelling.encode() + b".multiarray\n" in data
+    (tmp_path / "a.pkl").write_bytes(data)
+    loaded = safe_load(tmp_path / "a.pkl")
+    for key, value in arrays.items():
+        if key == "ragged":
+            assert all(np.array_equal(x, y) and x.dtype == y.dtype for x, y in zip(loaded[key], value))
+        else:
+            assert np.array_equal(loaded[key], value) and loaded[key].dtype == value.dtype
