@@ -212,14 +212,18 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
     if checkpoint:
         logger.info("Resuming from %s", checkpoint)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    test = trainer.predict(splits["test"], metric_key_prefix="test")
     metrics = {
         "train": train_result.metrics,
         "dev": trainer.evaluate(splits["validation"], metric_key_prefix="dev"),
-        "test": trainer.evaluate(splits["test"], metric_key_prefix="test"),
+        "test": test.metrics,
     }
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
         processor.save_pretrained(training_args.output_dir)
+        # Gathered over all processes: one score per test sample, in dataset order.
+        predictions = test.predictions[0] if isinstance(test.predictions, tuple) else test.predictions
+        Path(training_args.output_dir, "test_predictions.json").write_text(json.dumps(predictions.reshape(-1).tolist()))
         write_results(training_args.output_dir, model_args, data_args, training_args, metrics, trainer.state, audio_width)
     return metrics
 

