@@ -1,7 +1,7 @@
 """Command line: build a config, or export configs as a data-only Hub dataset.
 
     python -m dataset_script load --config text --data-dir ../shared/data/mosi-text
-    python -m dataset_script load --config synthetic --option seed=1 --option flip_fraction=0.5
+    python -m dataset_script load --config synthetic --option seed=1 --option cross_modal_fraction=0.5
     python -m dataset_script export --config text --data-dir ../shared/data/mosi-text --out mosi-hub \
         [--push-to-hub user/cmu-mosi]
 """

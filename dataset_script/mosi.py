@@ -82,7 +82,7 @@ class MosiConfig(datasets.BuilderConfig):
         audio_level (`str`): "none", "word", "token" or "frame" (see the features description).
         video_ids_dir (`str`, *optional*): folder with `{train,dev,test}.video_ids.txt` for TSV
             sources; defaults to the TSVs' folder, where a missing file just leaves `video_id` "".
-        seed, train_size, validation_size, test_size, flip_fraction: the synthetic source
+        seed, train_size, validation_size, test_size, cross_modal_fraction: the synthetic source
             (`dataset_script.synthetic`).
     """
 
@@ -97,7 +97,7 @@ class MosiConfig(datasets.BuilderConfig):
     train_size: int = 1284
     validation_size: int = 229
     test_size: int = 686
-    flip_fraction: float = 0.3
+    cross_modal_fraction: float = 0.3
 
 
 def _mmsa_configs(corpus: str, prefix: str, audio_dim: int, vision_dim: int) -> list[MosiConfig]:
@@ -205,7 +205,7 @@ class Mosi(datasets.GeneratorBasedBuilder):
         config = self.config
         if config.source == "synthetic":
             sizes = {"train": config.train_size, "validation": config.validation_size, "test": config.test_size}
-            return {s: generate_split(s, sizes[s], config.seed, config.flip_fraction) for s in SPLITS}
+            return {s: generate_split(s, sizes[s], config.seed, config.cross_modal_fraction) for s in SPLITS}
         if config.data_dir is None and config.source != "tsv":
             raise ManualDownloadError(
                 f"Config '{config.name}' needs local files.\n{self.manual_download_instructions}"
@@ -257,7 +257,7 @@ def load_mosi(config: str = "text", data_dir=None, cache_dir=None, download_mode
         data_dir (`str`, *optional*): folder with the source files; required except for "text" and "synthetic".
         cache_dir (`str`, *optional*): the datasets cache (defaults to `HF_DATASETS_CACHE`).
         download_mode (`str`, *optional*): "force_redownload" rebuilds after the source files changed in place.
-        **config_kwargs: `MosiConfig` fields, e.g. `seed=1, flip_fraction=0.5` or `video_ids_dir=...`.
+        **config_kwargs: `MosiConfig` fields, e.g. `seed=1, cross_modal_fraction=0.5` or `video_ids_dir=...`.
     """
     builder = Mosi(config_name=config, data_dir=str(data_dir) if data_dir else None, cache_dir=cache_dir, **config_kwargs)
     builder.download_and_prepare(download_mode=download_mode)
