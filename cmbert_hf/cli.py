@@ -1,9 +1,30 @@
-"""The `cmbert` command line."""
+"""The `cmbert` command line: push a run folder, predict, evaluate and explain with a trained model."""
 
 import argparse
+import json
 import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+from transformers import pipeline
 
 from .hub import PushError, push_folder
+from .metrics import sentiment_metrics
+from .pipeline_cmbert import TASK, CMBertSentimentPipeline
+from .visualization import attention_figure
+
+TABLE_FORMATS = (".tsv", ".parquet")
+BATCH_COLUMNS = """Batch files (.tsv or .parquet) hold one utterance per row: `text` (required) and optionally
+`audio` (an audio file), `timings` (a word timings file for that audio) and `features` (a .npy of word-level
+features); paths are relative to the input file's folder, empty cells mean none. The output repeats the input
+columns and adds `score`, `label` and `polarity`. Word timings files hold one `word<TAB>start_s<TAB>end_s` line per
+word, with an optional `word<TAB>start<TAB>end` header."""
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 1."""
 
 
 def _push(args) -> int:
@@ -16,6 +37,159 @@ def _push(args) -> int:
     return 0
 
 
+def load_pipeline(model: str, trust_remote_code: bool = False) -> CMBertSentimentPipeline:
+    """The sentiment pipeline of a local folder or Hub repo: this package's code, or the repo's own with
+    `trust_remote_code` (a saved config names its pipeline, which transformers only runs when trusted)."""
+    if trust_remote_code:
+        return pipeline(model=model, trust_remote_code=True)
+    return pipeline(TASK, model=model, pipeline_class=CMBertSentimentPipeline)
+
+
+def _existing(path, base: Path | None = None) -> Path:
+    path = Path(path) if base is None else base / path
+    if not path.is_file():
+        raise CLIError(f"file not found: {path}")
+    return path
+
+
+def read_timings(path) -> list[tuple[str, float, float]]:
+    """Reads a word timings file: one `word<TAB>start_s<TAB>end_s` line per word, optional header."""
+    rows = [line.split("\t") for line in Path(path).read_text().splitlines() if line.strip()]
+    if rows and rows[0] == ["word", "start", "end"]:
+        rows = rows[1:]
+    try:
+        return [(word, float(start), float(end)) for word, start, end in rows]
+    except ValueError as error:
+        raise CLIError(f"{path}: each line must be word<TAB>start_s<TAB>end_s ({error})") from error
+
+
+def make_input(text: str, audio=None, timings=None, features=None, base: Path | None = None) -> dict:
+    """One pipeline input from the command line's or a batch row's text and optional file paths."""
+    if not text or not text.strip():
+        raise CLIError("no text: every utterance needs at least one word")
+    if timings and not audio:
+        raise CLIError(f"word timings {timings} given without the audio they time")
+    example = {"text": text}
+    if audio:
+        example["audio"] = str(_existing(audio, base))
+        if timings:
+            example["word_timings"] = read_timings(_existing(timings, base))
+    if features:
+        example["audio_features"] = np.load(_existing(features, base))
+    return example
+
+
+def _table_format(path: str) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in TABLE_FORMATS:
+        raise CLIError(f"{path}: batch files must end in {' or '.join(TABLE_FORMATS)}")
+    return suffix
+
+
+def _read_table(path: str) -> pd.DataFrame:
+    if _table_format(path) == ".tsv":
+        # Strings throughout: empty cells stay "" (no audio) instead of becoming NaN floats.
+        table = pd.read_csv(_existing(path), sep="\t", dtype=str, keep_default_na=False)
+    else:
+        table = pd.read_parquet(_existing(path))
+    if "text" not in table.columns:
+        raise CLIError(f"{path} has no `text` column (columns: {list(table.columns)})")
+    return table
+
+
+def _predict_batch(args) -> None:
+    _table_format(args.output)  # fail before the work, not after
+    table = _read_table(args.input)
+    base = Path(args.input).parent
+    optional = [c for c in ("audio", "timings", "features") if c in table.columns]
+    # Built up front so that a missing file is reported before any prediction runs.
+    inputs = [
+        make_input(row["text"], **{c: row[c] or None for c in optional}, base=base) for _, row in table.iterrows()
+    ]
+    pipe = load_pipeline(args.model, args.trust_remote_code)
+    # A generator makes the pipeline stream results, so the bar moves as they come.
+    stream = pipe((example for example in inputs), batch_size=args.batch_size)
+    results = list(tqdm(stream, total=len(inputs), desc="predict"))
+    for key in ("score", "label", "polarity"):
+        table[key] = [result[key] for result in results]
+    if _table_format(args.output) == ".tsv":
+        table.to_csv(args.output, sep="\t", index=False)
+    else:
+        table.to_parquet(args.output, index=False)
+    print(f"wrote {len(table)} predictions to {args.output}")
+
+
+def _predict(args) -> None:
+    if (args.text is None) == (args.input is None):
+        raise CLIError("pass either --text (one utterance) or --input with --output (a batch file)")
+    if args.input is not None and args.output is None:
+        raise CLIError("--input needs --output")
+    if args.input is not None and (args.audio or args.timings or args.features):
+        raise CLIError("--audio, --timings and --features go with --text; a batch file names them per row")
+    if args.input is not None:
+        return _predict_batch(args)
+    example = make_input(args.text, args.audio, args.timings, args.features)
+    print(json.dumps(load_pipeline(args.model, args.trust_remote_code)(example)))
+
+
+def _evaluate(args) -> None:
+    from dataset_script import load_mosi  # imports `datasets`: only this command needs it
+
+    split = load_mosi(args.data, data_dir=args.data_dir, cache_dir=args.cache_dir)[args.split]
+    if args.max_samples is not None:
+        split = split.select(range(min(args.max_samples, len(split))))
+    pipe = load_pipeline(args.model, args.trust_remote_code)
+
+    def examples():
+        for row in split:
+            example = {"text": row["text"]}
+            if row["audio_level"] != "none" and len(row["audio"]) > 0:
+                example.update(audio_features=row["audio"], audio_level=row["audio_level"])
+            yield example
+
+    results = tqdm(pipe(examples(), batch_size=args.batch_size), total=len(split), desc="evaluate")
+    metrics = sentiment_metrics([result["score"] for result in results], split["label"])
+    print(f"{args.data} {args.split}: {len(split)} utterances")
+    print("| metric | value |\n|---|---|")
+    for name, value in metrics.items():
+        print(f"| {name} | {value:.4f} |")
+
+
+def _explain(args) -> None:
+    example = make_input(args.text, args.audio, args.timings, args.features)
+    pipe = load_pipeline(args.model, args.trust_remote_code)
+    attention_figure(pipe(example, return_attention=True)).savefig(args.out)
+    print(f"wrote {args.out}")
+
+
+def _add_model_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--model", required=True, help="A run folder or a Hub repo id.")
+    command.add_argument(
+        "--trust-remote-code", action="store_true", help="Run the model repo's own code instead of this package's."
+    )
+
+
+def _add_utterance_arguments(command: argparse.ArgumentParser, text_required: bool) -> None:
+    command.add_argument("--text", required=text_required, help="The utterance.")
+    command.add_argument("--audio", help="Its audio file (features are extracted from it).")
+    command.add_argument("--timings", help="Word timings for --audio (word<TAB>start_s<TAB>end_s lines).")
+    command.add_argument("--features", help="Precomputed word-level features, a .npy of shape [n_words, D].")
+
+
+def _user_errors(run):
+    """Turns a command into one returning an exit status, with user errors as one line on stderr."""
+
+    def wrapped(args) -> int:
+        try:
+            run(args)
+        except (CLIError, ValueError, OSError) as error:  # OSError: a model folder or repo that cannot be loaded
+            print(f"cmbert {args.command}: error: {error}", file=sys.stderr)
+            return 1
+        return 0
+
+    return wrapped
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cmbert", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -24,6 +198,32 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--repo-id", required=True, help="NAMESPACE/NAME on the Hub (HF_ENDPOINT is honoured).")
     push.add_argument("--token", default=None, help="Defaults to HF_TOKEN or the saved login.")
     push.set_defaults(func=_push)
+
+    predict = commands.add_parser(
+        "predict", help="Score one utterance (--text) or a batch file (--input, --output).", epilog=BATCH_COLUMNS
+    )
+    _add_model_arguments(predict)
+    _add_utterance_arguments(predict, text_required=False)
+    predict.add_argument("--input", help="A batch file, .tsv or .parquet (columns below).")
+    predict.add_argument("--output", help="Where to write the batch's predictions, .tsv or .parquet.")
+    predict.add_argument("--batch-size", type=int, default=8)
+    predict.set_defaults(func=_user_errors(_predict))
+
+    evaluate = commands.add_parser("evaluate", help="Print the metrics on a split of a dataset_script config.")
+    _add_model_arguments(evaluate)
+    evaluate.add_argument("--data", required=True, help="A dataset_script config: text, cmbert, synthetic, ...")
+    evaluate.add_argument("--data-dir", help="The config's source files (not needed for text and synthetic).")
+    evaluate.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    evaluate.add_argument("--max-samples", type=int, help="Score only the split's first N utterances.")
+    evaluate.add_argument("--cache-dir", help="The datasets cache (defaults to HF_DATASETS_CACHE).")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.set_defaults(func=_user_errors(_evaluate))
+
+    explain = commands.add_parser("explain", help="Draw one utterance's text and multimodal attention maps as a PNG.")
+    _add_model_arguments(explain)
+    _add_utterance_arguments(explain, text_required=True)
+    explain.add_argument("--out", required=True, help="The PNG to write.")
+    explain.set_defaults(func=_user_errors(_explain))
     return parser
 
 

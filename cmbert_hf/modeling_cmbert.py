@@ -6,7 +6,9 @@ The text encoder is transformers' own `BertModel`; this file adds only the fusio
 """
 
 import math
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -30,6 +32,16 @@ AUTO_MAP = {
     "AutoConfig": "configuration_cmbert.CMBertConfig",
     "AutoModel": "modeling_cmbert.CMBertModel",
     "AutoModelForSequenceClassification": "modeling_cmbert.CMBertForSequenceClassification",
+}
+# The sentiment pipeline ships beside the model code, so `pipeline(model=repo, trust_remote_code=True)` finds it;
+# the entry is what `Pipeline.save_pretrained` writes for the registered pipeline (pipeline_cmbert.py).
+PIPELINE_FILE = Path(__file__).with_name("pipeline_cmbert.py")
+CUSTOM_PIPELINES = {
+    "multimodal-sentiment-analysis": {
+        "impl": "pipeline_cmbert.CMBertSentimentPipeline",
+        "pt": ["AutoModelForSequenceClassification"],
+        "type": "multimodal",
+    }
 }
 
 
@@ -200,6 +212,11 @@ class CMBertPreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
+        # Remote code loaded without the pipeline has no pipeline file beside it: then no entry may point to one.
+        self.config.custom_pipelines = CUSTOM_PIPELINES if PIPELINE_FILE.is_file() else {}
+        if PIPELINE_FILE.is_file():  # copied first, so that `push_to_hub=True` uploads it too
+            Path(save_directory).mkdir(parents=True, exist_ok=True)
+            shutil.copy(PIPELINE_FILE, save_directory)
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 
@@ -211,12 +228,6 @@ class CMBertModel(CMBertPreTrainedModel):
         self.bert = BertModel(config, add_pooling_layer=False)
         self.fusion = CMBertFusionLayer(config)
         self.post_init()
-
-    def get_input_embeddings(self):
-        return self.bert.get_input_embeddings()
-
-    def set_input_embeddings(self, value):
-        self.bert.set_input_embeddings(value)
 
     def forward(
         self,
@@ -254,12 +265,6 @@ class CMBertForSequenceClassification(CMBertPreTrainedModel):
         self.dropout = nn.Dropout(config.hidden_dropout_prob if classifier_dropout is None else classifier_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
-
-    def get_input_embeddings(self):
-        return self.bert.get_input_embeddings()
-
-    def set_input_embeddings(self, value):
-        self.bert.set_input_embeddings(value)
 
     def forward(
         self,

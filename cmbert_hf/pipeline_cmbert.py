@@ -1,0 +1,134 @@
+"""Text + audio sentiment with CM-BERT as a transformers `Pipeline`.
+
+CM-BERT (Yang et al., "CM-BERT: Cross-Modal BERT for Text-Audio Sentiment Analysis", ACM MM 2020) regresses one
+sentiment score in [-3, 3] per utterance, the CMU-MOSI scale. This pipeline turns text plus (optional) audio into
+that score, its 7-class name and its polarity, and can return the attention maps the paper visualises.
+
+It imports only numpy, torch and transformers, so it ships as remote code beside the model files: the model and
+the processor come from the Auto classes, never from this package.
+"""
+
+import numpy as np
+import torch
+
+from transformers import Pipeline
+
+
+TASK = "multimodal-sentiment-analysis"
+# The names of `label7` in dataset_script/mosi.py, index = round(clip(score, -3, 3)) + 3.
+LABEL7_NAMES = (
+    "strongly negative", "negative", "weakly negative", "neutral", "weakly positive", "positive", "strongly positive",
+)  # fmt: skip
+
+
+def score_to_label(score: float) -> str:
+    """The 7-class name of a score: `round(clip(score, -3, 3))` with numpy's halves-to-even (2.5 -> 2, -0.5 -> -0)."""
+    return LABEL7_NAMES[int(np.round(np.clip(score, -3.0, 3.0))) + 3]
+
+
+class CMBertSentimentPipeline(Pipeline):
+    r"""
+    Multimodal sentiment analysis with a CM-BERT regression model (`num_labels == 1`) and its [`CMBertProcessor`].
+
+    Each input is a string (text only) or a dict with `"text"` and optionally one of:
+
+    - `"audio_features"`: word-level acoustic features `[n_words, audio_feature_size]` (words split on white
+      space), or position-aligned ones `[L, audio_feature_size]` with `"audio_level": "token"`;
+    - `"audio"`: a waveform (with `"sampling_rate"`) or a path to an audio file, and optionally `"word_timings"`
+      (`(word, start_s, end_s)` per word); the processor's feature extractor computes the features.
+
+    Without audio the model sees zero audio features, which is exactly its text-only forward (`audio_features=None`).
+
+    Returns, per input, a dict with `"score"` (the prediction clipped to [-3, 3]), `"label"` (the 7-class name of
+    CMU-MOSI's Acc7, from the rounded score) and `"polarity"` (`"positive"` when the score is `>= 0`, the "has0"
+    convention, else `"negative"`). With `return_attention=True` it adds `"tokens"` (the word-pieces, special tokens
+    included, padding excluded) and the `"text_attention"` (`alpha`) and `"multimodal_attention"` (`W_m`) matrices
+    over them, as `np.ndarray` of shape `[n_tokens, n_tokens]`.
+
+    Batches (`batch_size > 1`) give the same scores as one input at a time for models with per-sample scaling
+    (`text_scaling="sample"`, the default); the original `"batch"` scaling makes every score depend on its batch.
+
+    Example:
+
+    ```python
+    >>> from transformers import pipeline
+
+    >>> # A saved folder or Hub repo names this pipeline in its config (`custom_pipelines`), which transformers runs
+    >>> # only when trusted; with `cmbert_hf` installed, `pipeline_class=CMBertSentimentPipeline` runs the package's.
+    >>> pipe = pipeline(model="you/cm-bert", revision="<commit>", trust_remote_code=True)
+    >>> pipe({"text": "what a great movie", "audio": "clip.wav", "word_timings": [("what", 0.1, 0.3), ...]})
+    {'score': 2.1, 'label': 'positive', 'polarity': 'positive'}
+    ```
+
+    Args:
+        max_length (`int`, *optional*, defaults to 50):
+            Truncation length in word-pieces, as in the original recipe.
+        return_attention (`bool`, *optional*, defaults to `False`):
+            Whether to return the tokens and both attention matrices.
+    """
+
+    _load_processor = True
+    _load_tokenizer = False
+    _load_feature_extractor = False
+    _load_image_processor = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.model.config.num_labels != 1:
+            raise ValueError(
+                f"{type(self).__name__} needs a regression model (num_labels=1), got num_labels="
+                f"{self.model.config.num_labels}."
+            )
+
+    def _sanitize_parameters(self, max_length=None, return_attention=None):
+        preprocess = {} if max_length is None else {"max_length": max_length}
+        forward = {} if return_attention is None else {"return_attention": return_attention}
+        postprocess = {} if return_attention is None else {"return_attention": return_attention}
+        return preprocess, forward, postprocess
+
+    def preprocess(self, inputs, max_length=50):
+        if isinstance(inputs, str):
+            inputs = {"text": inputs}
+        if not isinstance(inputs, dict) or "text" not in inputs:
+            raise ValueError(f"Each input must be a string or a dict with a 'text' key, got {inputs!r}.")
+        unknown = set(inputs) - {"text", "audio_features", "audio_level", "audio", "sampling_rate", "word_timings"}
+        if unknown:
+            raise ValueError(f"Unknown input keys {sorted(unknown)}.")
+        # A batch of one gives [1, L] tensors, the shape the pipeline's collator pads and stacks. The processor
+        # checks the audio (and refuses `audio` together with `audio_features`).
+        audio = {}
+        if inputs.get("audio") is not None:
+            audio.update(audio=[inputs["audio"]], sampling_rate=inputs.get("sampling_rate"))
+            if inputs.get("word_timings") is not None:
+                audio["word_timings"] = [inputs["word_timings"]]
+        if inputs.get("audio_features") is not None:
+            audio.update(audio_features=[inputs["audio_features"]], audio_level=inputs.get("audio_level", "word"))
+        encoding = self.processor(text=[inputs["text"]], max_length=max_length, return_tensors="pt", **audio)
+        if "audio_features" not in encoding:
+            # Zero rows are the model's text-only input; always sending them keeps every item's keys alike for batching.
+            width = self.processor.audio_feature_size
+            encoding["audio_features"] = torch.zeros(*encoding["input_ids"].shape, width)
+        return dict(encoding)
+
+    def _forward(self, model_inputs, return_attention=False):
+        outputs = self.model(**model_inputs, output_attentions=return_attention)
+        result = {"logits": outputs.logits, "input_ids": model_inputs["input_ids"]}
+        result["attention_mask"] = model_inputs["attention_mask"]
+        if return_attention:
+            result["text_attention"] = outputs.text_attention
+            result["multimodal_attention"] = outputs.multimodal_attention
+        return result
+
+    def postprocess(self, model_outputs, return_attention=False):
+        score = float(np.clip(model_outputs["logits"][0, 0].item(), -3.0, 3.0))
+        result = {"score": score, "label": score_to_label(score), "polarity": "positive" if score >= 0 else "negative"}
+        if return_attention:
+            # Batches are padded to their longest input: keep the real tokens only.
+            real = model_outputs["attention_mask"][0].bool()
+            result["tokens"] = self.tokenizer.convert_ids_to_tokens(model_outputs["input_ids"][0][real].tolist())
+            for key in ("text_attention", "multimodal_attention"):
+                result[key] = model_outputs[key][0][real][:, real].float().numpy()
+        return result
+
+
+__all__ = ["CMBertSentimentPipeline", "LABEL7_NAMES", "TASK", "score_to_label"]

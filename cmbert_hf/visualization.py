@@ -1,0 +1,91 @@
+"""Attention pictures like Figure 4 of CM-BERT (Yang et al., ACM MM 2020).
+
+For one utterance the paper shows the text attention `alpha` beside the masked multimodal attention `W_m`: where
+audio makes the model weigh words differently from text alone. Both maps come from [`CMBertSentimentPipeline`]
+with `return_attention=True`, so tokenisation and audio alignment are the processor's.
+"""
+
+import numpy as np
+
+# A bare Figure, not pyplot: no display backend or global figure list is touched, and `savefig` renders with Agg.
+from matplotlib.figure import Figure
+
+from .pipeline_cmbert import CMBertSentimentPipeline
+
+
+PANELS = (("text_attention", r"text attention $\alpha$"), ("multimodal_attention", r"multimodal attention $W_m$"))
+
+
+def attention_figure(result: dict, figsize: tuple[float, float] | None = None, dpi: int = 100) -> Figure:
+    r"""
+    Draws side-by-side heatmaps of a pipeline result's two attention matrices, word-pieces on both axes.
+
+    Args:
+        result (`dict`):
+            One output of [`CMBertSentimentPipeline`] called with `return_attention=True`.
+        figsize (`tuple[float, float]`, *optional*):
+            Width and height in inches; defaults to a size that grows with the number of tokens.
+        dpi (`int`, *optional*, defaults to 100):
+            Pixels per inch of the figure (and of the saved PNG).
+
+    Returns:
+        `matplotlib.figure.Figure`: rows are queries, columns keys; the title holds the score and its label.
+    """
+    missing = {"tokens", *dict(PANELS)} - set(result)
+    if missing:
+        raise ValueError(f"The result lacks {sorted(missing)}: call the pipeline with `return_attention=True`.")
+    tokens = result["tokens"]
+    side = max(4.0, 0.3 * len(tokens) + 1.5)
+    figure = Figure(figsize=figsize or (2 * side + 1.5, side), dpi=dpi, layout="constrained")
+    axes = figure.subplots(1, 2)
+    for axis, (key, title) in zip(axes, PANELS, strict=True):
+        matrix = np.asarray(result[key])
+        assert matrix.shape == (len(tokens), len(tokens)), (key, matrix.shape)
+        image = axis.imshow(matrix, cmap="viridis")
+        axis.set_title(title)
+        axis.set_xticks(range(len(tokens)), tokens, rotation=90)
+        axis.set_yticks(range(len(tokens)), tokens)
+        figure.colorbar(image, ax=axis, shrink=0.8)
+    figure.suptitle(f"score {result['score']:+.2f} ({result['label']})")
+    return figure
+
+
+def plot_attention(
+    model,
+    processor,
+    text: str,
+    audio_features=None,
+    audio=None,
+    sampling_rate: int | None = None,
+    word_timings=None,
+    max_length: int = 50,
+    figsize: tuple[float, float] | None = None,
+    dpi: int = 100,
+) -> Figure:
+    r"""
+    Runs one utterance through `model` and draws its attention maps (see [`attention_figure`]).
+
+    Args:
+        model ([`CMBertForSequenceClassification`]):
+            A regression model (`num_labels == 1`).
+        processor ([`CMBertProcessor`]):
+            Its processor.
+        text (`str`):
+            The utterance.
+        audio_features, audio, sampling_rate, word_timings:
+            The optional audio, as the pipeline's input keys of the same names.
+        max_length (`int`, *optional*, defaults to 50):
+            Truncation length in word-pieces.
+        figsize, dpi:
+            As in [`attention_figure`].
+
+    Returns:
+        `matplotlib.figure.Figure`; save it with `figure.savefig("attention.png")`.
+    """
+    inputs = {"text": text, "audio_features": audio_features, "audio": audio}
+    inputs.update(sampling_rate=sampling_rate, word_timings=word_timings)
+    pipe = CMBertSentimentPipeline(model=model, processor=processor, device=model.device)
+    return attention_figure(pipe(inputs, return_attention=True, max_length=max_length), figsize=figsize, dpi=dpi)
+
+
+__all__ = ["attention_figure", "plot_attention"]

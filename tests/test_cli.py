@@ -1,0 +1,125 @@
+"""The `cmbert` predict / evaluate / explain commands on a tiny saved model."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from PIL import Image
+from test_feature_extraction import ESPEAK_RATE, clips, join  # noqa: F401  (clips: the espeak-ng fixture)
+from test_pipeline import TEXTS, model_and_processor, pipe, tiny_folder, word_features  # noqa: F401  (fixtures)
+
+from cmbert_hf.cli import main
+from cmbert_hf.metrics import sentiment_metrics
+from dataset_script import load_mosi
+
+
+@pytest.fixture(scope="module")
+def speech(clips, tmp_path_factory):  # noqa: F811
+    """A spoken utterance as a WAV file, its text, and its word timings as a file and as tuples."""
+    waveform, timings = join(clips)
+    folder = tmp_path_factory.mktemp("speech")
+    sf.write(folder / "speech.wav", waveform, ESPEAK_RATE)
+    lines = ["word\tstart\tend"] + [f"{word}\t{start}\t{end}" for word, start, end in timings]
+    (folder / "words.tsv").write_text("\n".join(lines) + "\n")
+    return folder, " ".join(word for word, _, _ in timings), timings
+
+
+def test_predict_prints_the_score_of_one_utterance(tiny_folder, pipe, tmp_path, capsys):  # noqa: F811
+    features = word_features(TEXTS[0])
+    np.save(tmp_path / "feats.npy", features)
+    argv = ["predict", "--model", str(tiny_folder), "--text", TEXTS[0], "--features", str(tmp_path / "feats.npy")]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    expected = pipe({"text": TEXTS[0], "audio_features": features})
+    assert printed == {**expected, "score": pytest.approx(expected["score"], abs=1e-6)}
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".parquet"])
+def test_predict_writes_a_row_per_input_of_a_batch_file(tiny_folder, pipe, speech, suffix, tmp_path):  # noqa: F811
+    folder, spoken, timings = speech
+    np.save(folder / "feats.npy", word_features(TEXTS[1]))
+    rows = [
+        {"text": TEXTS[0], "audio": "", "timings": "", "features": ""},
+        {"text": TEXTS[1], "audio": "", "timings": "", "features": "feats.npy"},
+        {"text": spoken, "audio": "speech.wav", "timings": "words.tsv", "features": ""},
+    ]
+    pd.DataFrame(rows).to_csv(folder / "batch.tsv", sep="\t", index=False)
+    output = tmp_path / f"predictions{suffix}"
+    argv = ["predict", "--model", str(tiny_folder), "--input", str(folder / "batch.tsv"), "--output", str(output)]
+    assert main(argv) == 0
+
+    table = pd.read_csv(output, sep="\t", keep_default_na=False) if suffix == ".tsv" else pd.read_parquet(output)
+    assert list(table.columns) == ["text", "audio", "timings", "features", "score", "label", "polarity"]
+    assert table["text"].tolist() == [row["text"] for row in rows]
+    expected = pipe([
+        TEXTS[0],
+        {"text": TEXTS[1], "audio_features": word_features(TEXTS[1])},
+        {"text": spoken, "audio": str(folder / "speech.wav"), "word_timings": timings},
+    ])  # fmt: skip
+    assert table["score"].tolist() == pytest.approx([r["score"] for r in expected], abs=1e-5)
+    assert table["label"].tolist() == [r["label"] for r in expected]
+    assert table["polarity"].tolist() == [r["polarity"] for r in expected]
+
+
+def test_evaluate_prints_the_metrics_of_a_split(tiny_folder, pipe, tmp_path_factory, capsys):  # noqa: F811
+    cache = tmp_path_factory.mktemp("datasets-cache")
+    argv = ["evaluate", "--model", str(tiny_folder), "--data", "synthetic", "--cache-dir", str(cache)]
+    assert main([*argv, "--split", "validation", "--max-samples", "12", "--batch-size", "5"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "synthetic validation: 12 utterances"
+    printed = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in lines[3:]}
+
+    rows = load_mosi("synthetic", cache_dir=cache)["validation"].select(range(12))
+    scores = [pipe({"text": row["text"], "audio_features": row["audio"]})["score"] for row in rows]
+    expected = sentiment_metrics(scores, rows["label"])
+    assert printed == pytest.approx(expected, abs=1e-4)
+
+
+def test_explain_writes_a_png(tiny_folder, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "attention.png"
+    assert main(["explain", "--model", str(tiny_folder), "--text", TEXTS[1], "--out", str(out)]) == 0
+    with Image.open(out) as image:
+        assert image.format == "PNG" and min(image.size) > 100
+    assert capsys.readouterr().out.strip() == f"wrote {out}"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["predict", "--text", "good", "--features", "{tmp}/missing.npy"], "file not found: {tmp}/missing.npy"),
+        (["predict", "--text", "good", "--timings", "{tmp}/words.tsv"], "without the audio"),
+        (["predict", "--input", "{tmp}/missing.tsv", "--output", "{tmp}/out.tsv"], "file not found: {tmp}/missing.tsv"),
+        (["predict", "--input", "{tmp}/in.tsv", "--output", "{tmp}/out.csv"], "must end in .tsv or .parquet"),
+        (["predict", "--input", "{tmp}/no_text.tsv", "--output", "{tmp}/out.tsv"], "has no `text` column"),
+        (["predict", "--input", "{tmp}/in.tsv"], "--input needs --output"),
+        (["predict"], "pass either --text"),
+        (["predict", "--input", "{tmp}/in.tsv", "--output", "{tmp}/o.tsv", "--audio", "{tmp}/a.wav"], "go with --text"),
+        (["explain", "--text", "good", "--audio", "{tmp}/missing.wav", "--out", "{tmp}/f.png"], "file not found"),
+        (["evaluate", "--data", "cmbert", "--data-dir", "{tmp}", "--cache-dir", "{tmp}/c"], "train.tsv not found"),
+    ],
+)
+def test_errors_are_messages_and_a_non_zero_exit(tiny_folder, tmp_path, capsys, argv, message):  # noqa: F811
+    (tmp_path / "in.tsv").write_text("text\ngood\n")
+    (tmp_path / "no_text.tsv").write_text("sentence\ngood\n")
+    argv = [arg.format(tmp=tmp_path) for arg in argv]
+    assert main([argv[0], "--model", str(tiny_folder), *argv[1:]]) == 1
+    error = capsys.readouterr().err
+    assert f"cmbert {argv[0]}: error: " in error and message.format(tmp=tmp_path) in error
+    assert "Traceback" not in error
+
+
+def test_console_script_exits_non_zero_on_a_missing_file(tiny_folder, tmp_path):  # noqa: F811
+    cmbert = Path(sys.executable).with_name("cmbert")
+    missing = tmp_path / "clip.wav"
+    done = subprocess.run(
+        [str(cmbert), "predict", "--model", str(tiny_folder), "--text", "good", "--audio", str(missing)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == f"cmbert predict: error: file not found: {missing}"
+    assert "Traceback" not in done.stderr

