@@ -299,7 +299,8 @@ def push_or_explain(output_dir: str, repo_id: str | None) -> None:
     except PushError as error:
         logger.error("%s", error)
         raise SystemExit(1) from error
-    logger.info("Pushed %s to %s at revision %s", output_dir, repo_id, commit.oid)
+    # Printed, not logged: users pin this revision when they load the model (see the model card).
+    print(f"pushed {output_dir} to {repo_id} at revision {commit.oid}")
 
 
 if __name__ == "__main__":

@@ -110,18 +110,20 @@ class CMBertMaskedMultimodalAttention(nn.Module):
         self.b = nn.Parameter(torch.zeros(1))
         self.dropout = nn.Dropout(config.fusion_attention_dropout)
 
-    def forward(self, text, audio, attention_mask):
+    def forward(self, text, audio, attention_mask, cls_only: bool = False):
+        """Attention rows of every position, or of `[CLS]` alone (`cls_only`, Q = 1) when only it is read."""
         token_mask = attention_mask.to(text.dtype)  # [B, L]
+        queries = slice(0, 1) if cls_only else slice(None)
         t = _scale(self.text_proj(text), self.text_scaling, token_mask)  # [B, L, d]
-        alpha = torch.relu(t @ t.transpose(1, 2))  # [B, L, L]
+        alpha = torch.relu(t[:, queries] @ t.transpose(1, 2))  # [B, Q, L]
         scores = self.w_t * alpha + self.b
         if audio is not None:
             a = _scale(self.audio_proj(audio), self.audio_scaling, token_mask)  # [B, L, d]
-            scores = scores + self.w_a * torch.relu(a @ a.transpose(1, 2))
+            scores = scores + self.w_a * torch.relu(a[:, queries] @ a.transpose(1, 2))
         # The original masks rows too; a constant added to a whole row leaves its softmax unchanged,
         # so masking the key axis alone gives the same weights.
         scores = scores + (1.0 - token_mask)[:, None, :] * MASK_VALUE
-        weights = torch.softmax(scores, dim=-1)  # [B, L, L]
+        weights = torch.softmax(scores, dim=-1)  # [B, Q, L]
         return self.dropout(weights), alpha, weights
 
 
@@ -136,13 +138,15 @@ class CMBertFusionLayer(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def forward(self, text, audio, attention_mask):
+    def forward(self, text, audio, attention_mask, cls_only: bool = False):
         if audio is not None:
             audio = audio.to(text.dtype)
             if self.cls_audio == "mean":
                 audio = _with_utterance_audio_at_cls(audio, attention_mask)
-        dropped, alpha, weights = self.attention(text, audio, attention_mask)
-        fused = self.LayerNorm(self.dropout(self.dense(dropped @ text + text)))  # [B, L, H]
+        dropped, alpha, weights = self.attention(text, audio, attention_mask, cls_only)
+        residual = text[:, :1] if cls_only else text
+        # Every step after the attention acts row by row: with `cls_only` only row 0 is computed.
+        fused = self.LayerNorm(self.dropout(self.dense(dropped @ text + residual)))  # [B, Q, H]
         return fused, alpha, weights
 
 
@@ -159,7 +163,7 @@ def _with_utterance_audio_at_cls(audio: torch.Tensor, attention_mask: torch.Tens
     return torch.cat([mean[:, None], audio[:, 1:]], dim=1)
 
 
-def _fuse(model, input_ids, attention_mask, token_type_ids, audio_features):
+def _fuse(model, input_ids, attention_mask, token_type_ids, audio_features, cls_only=False):
     """BERT then the fusion layer: the body both models share (`model.bert`, `model.fusion`)."""
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
@@ -174,7 +178,7 @@ def _fuse(model, input_ids, attention_mask, token_type_ids, audio_features):
         token_type_ids=token_type_ids,
         return_dict=True,
     ).last_hidden_state  # [B, L, H]
-    return model.fusion(text, audio_features, attention_mask)
+    return model.fusion(text, audio_features, attention_mask, cls_only)
 
 
 def _encoder_mask(attention_mask: torch.Tensor, attn_implementation: str, dtype: torch.dtype) -> torch.Tensor:
@@ -282,7 +286,10 @@ class CMBertForSequenceClassification(CMBertPreTrainedModel):
         labels (`torch.Tensor` of shape `(batch_size,)`, *optional*):
             Sentiment scores (float) when `num_labels == 1`, class indices otherwise.
         """
-        fused, alpha, weights = _fuse(self, input_ids, attention_mask, token_type_ids, audio_features)
+        # The head reads `[CLS]` only: unless the attention maps are asked for, fuse that row alone.
+        fused, alpha, weights = _fuse(
+            self, input_ids, attention_mask, token_type_ids, audio_features, cls_only=not output_attentions
+        )
         logits = self.classifier(self.dropout(fused[:, 0]))  # [B, num_labels]
         loss = None
         if labels is not None:

@@ -100,6 +100,15 @@ def test_outputs_shapes_and_loss_only_with_labels():
     torch.testing.assert_close(hidden.pooler_output, hidden.last_hidden_state[:, 0])
 
 
+@pytest.mark.parametrize("config", [tiny_config(), CMBertConfig.original(**TINY)], ids=["default", "original"])
+def test_cls_only_fusion_equals_the_full_sequence_row_0(config):
+    model = model_for(config)
+    input_ids, attention_mask, audio = make_batch()
+    full = model(input_ids, attention_mask, audio_features=audio, output_attentions=True)  # every row fused
+    fast = model(input_ids, attention_mask, audio_features=audio)  # [CLS] row only
+    torch.testing.assert_close(fast.logits, full.logits, rtol=0, atol=1e-6)
+
+
 def test_classification_head_uses_cross_entropy():
     model = model_for(tiny_config(num_labels=7))
     input_ids, attention_mask, audio = make_batch()
