@@ -146,37 +146,6 @@ def build_models(backbone: str, device: str, which=("cmbert", "bert", "original"
     return models
 
 
-def head_only_fusion(fusion):
-    """Bench-only monkeypatch: the fusion layer computed for the `[CLS]` query row alone.
-
-    `CMBertForSequenceClassification` reads only `Y[:, 0]`, and every step after the scores acts row by row,
-    so rows 1..L-1 of the scores, softmax, `W_m X_t`, the H x H dense and the LayerNorm are wasted work when
-    the fused sequence is not returned. The norms still use all rows of `T` and `A`, so outputs are equal.
-    """
-    attention = fusion.attention
-    modeling = sys.modules[type(fusion).__module__]
-
-    def forward(text, audio, attention_mask):
-        token_mask = attention_mask.to(text.dtype)  # [B, L]
-        if audio is not None:
-            audio = audio.to(text.dtype)
-            if fusion.cls_audio == "mean":
-                audio = modeling._with_utterance_audio_at_cls(audio, attention_mask)
-        t = modeling._scale(attention.text_proj(text), attention.text_scaling, token_mask)  # [B, L, d]
-        alpha = torch.relu(t[:, :1] @ t.transpose(1, 2))  # [B, 1, L]
-        scores = attention.w_t * alpha + attention.b
-        if audio is not None:
-            a = modeling._scale(attention.audio_proj(audio), attention.audio_scaling, token_mask)
-            scores = scores + attention.w_a * torch.relu(a[:, :1] @ a.transpose(1, 2))
-        scores = scores + (1.0 - token_mask)[:, None, :] * modeling.MASK_VALUE
-        weights = torch.softmax(scores, dim=-1)  # [B, 1, L]
-        fused = attention.dropout(weights) @ text + text[:, :1]  # [B, 1, H]
-        return fusion.LayerNorm(fusion.dropout(fusion.dense(fused))), alpha, weights
-
-    fusion.forward = forward
-    return fusion
-
-
 # -------------------------------------------------------------------------------------------------- data
 
 

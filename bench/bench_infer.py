@@ -19,8 +19,6 @@ def main():
     args = p.parse_args()
     c.setup(args)
     models = c.build_models(args.backbone, args.device, ("cmbert", "bert", "original"))
-    models["cmbert_head"] = c.build_models(args.backbone, args.device, ("cmbert",))["cmbert"]
-    c.head_only_fusion(models["cmbert_head"].fusion)
     for m in models.values():
         m.eval()
     models = c.maybe_compile(models, args)

@@ -5,7 +5,7 @@
     python bench/bench_train.py --backbone minilm --compile # on CUDA
 
 All models see the same batch (random MOSI utterances, padded to --seq-len like the original) and train
-with AdamW and frozen embeddings. `cmbert_head` is CM-BERT with the bench-only head-only fusion patch.
+with AdamW and frozen embeddings.
 """
 
 import statistics
@@ -19,16 +19,13 @@ def main():
     p = c.parser(__doc__)
     p.add_argument("--steps", type=int, default=1,
                    help="Optimiser steps per model per round (1: models alternate step by step, the tightest pairing).")
-    p.add_argument("--models", nargs="+", default=["cmbert", "bert", "original", "cmbert_head"],
+    p.add_argument("--models", nargs="+", default=["cmbert", "bert", "original"],
                    help="Subset to run (bert is the reference of every ratio and is always run).")
     p.set_defaults(repeats=15)  # one step per round: more rounds for the same time, tighter medians
     args = p.parse_args()
     c.setup(args)
     names = ["bert"] + [n for n in args.models if n != "bert"]
-    models = c.build_models(args.backbone, args.device, [n for n in names if n != "cmbert_head"])
-    if "cmbert_head" in names:
-        models["cmbert_head"] = c.build_models(args.backbone, args.device, ("cmbert",))["cmbert"]
-        c.head_only_fusion(models["cmbert_head"].fusion)
+    models = c.build_models(args.backbone, args.device, names)
     models = c.maybe_compile(models, args)
     batch = c.fixed_batch(c.mosi_samples(c.BACKBONES[args.backbone]["vocab_size"]), args.batch_size, args.seq_len)
     steps, opts, batches = {}, {}, {}
@@ -50,11 +47,9 @@ def main():
           f"threads={torch.get_num_threads()}, rounds={args.repeats}x{args.steps} steps")
     print(c.table(rows, ("model", "ms/step", "samples/s", "peak MiB", "time/bert", "min/min", "peak/bert")))
     ratios = {f"{a}_over_{b}_step_time": c.paired_ratio(times, a, b)
-              for a, b in [("cmbert", "bert"), ("cmbert_head", "bert"), ("cmbert_head", "cmbert"),
-                           ("original", "cmbert")] if a in models and b in models}
+              for a, b in [("cmbert", "bert"), ("original", "cmbert")] if a in models and b in models}
     ratios.update({f"{a}_over_bert_step_time_min": c.min_ratio(times, a, "bert") for a in models if a != "bert"})
-    ratios.update({f"{a}_over_bert_peak_memory": peak[a] / peak["bert"] for a in ("cmbert", "cmbert_head")
-                   if a in models})
+    ratios.update({f"{a}_over_bert_peak_memory": peak[a] / peak["bert"] for a in ("cmbert",) if a in models})
     for k, v in ratios.items():
         print(f"{k:38s} {v:.3f}")
     path = c.write_json("train", args, dict(ms_per_step=ms, peak_mib={n: round(v / 2**20, 1) for n, v in peak.items()},

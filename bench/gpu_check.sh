@@ -25,5 +25,5 @@ run 45  python3 bench/bench_infer.py $B --repeats 15 --calls 20 --out "$OUT/infe
 run 60  python3 bench/bench_mosi.py $B --repeats 9 --batches 5 --out "$OUT/mosi.json"
 # Compiled: the original reference is left out (its numpy norm breaks the graph and it would only add
 # compile time); one fixed shape, so no recompiles.
-run 150 python3 bench/bench_train.py $B --compile --models cmbert bert cmbert_head --repeats 15 --steps 5 \
+run 150 python3 bench/bench_train.py $B --compile --models cmbert bert --repeats 15 --steps 5 \
     --out "$OUT/train_compile.json"
