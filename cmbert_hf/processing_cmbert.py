@@ -36,6 +36,11 @@ class CMBertProcessor(ProcessorMixin):
         self.audio_feature_size = audio_feature_size or feature_extractor.feature_size
         super().__init__(feature_extractor, tokenizer)
 
+    @property
+    def model_input_names(self) -> list[str]:
+        # What __call__ returns, text first: the Trainer's length grouping reads the first name.
+        return [*self.tokenizer.model_input_names, "audio_features"]
+
     def __call__(
         self,
         text=None,

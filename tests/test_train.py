@@ -120,6 +120,12 @@ def test_a_tiny_run_writes_a_hub_ready_folder(tiny_checkpoint, dataset_cache, ti
     assert "trust_remote_code=True" in card.text and "revision" in card.text
 
 
+def test_length_grouped_batches_train(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
+    metrics = train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path, "--train_sampling_strategy", "group_by_length", "--num_train_epochs", "1"))
+    assert json.loads((tmp_path / "results.json").read_text())["global_step"] == 4
+    assert np.isfinite(metrics["test"]["test_mae"])
+
+
 def test_seed_sweep_writes_per_seed_and_mean_std(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
     out = train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path, "--seeds", "1111", "1112", "--num_train_epochs", "1"))
     results = json.loads((tmp_path / "results.json").read_text())
