@@ -188,7 +188,7 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
         audio_scaling=model_args.audio_scaling,
         attn_implementation=model_args.attn_implementation,
     )
-    freeze(model, embeddings=model_args.freeze_embeddings, head=model_args.original)
+    freeze(model, embeddings=model_args.freeze_embeddings, head=model_args.original, audio=model_args.text_only)
 
     collator = CMBertDataCollator(
         pad_token_id=tokenizer.pad_token_id,
@@ -258,6 +258,8 @@ def main(argv: list[str] | None = None, callbacks=None) -> dict:
     logger.setLevel(log_level)
     transformers.utils.logging.set_verbosity(log_level)
     push = training_args.push_to_hub
+    if push and not training_args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id NAMESPACE/NAME.")
     # The Trainer would push every checkpoint; the finished folder is pushed once, below.
     training_args.push_to_hub = False
 
@@ -292,8 +294,6 @@ def markdown_table(per_seed: dict[int, dict], summary: dict) -> str:
 
 
 def push_or_explain(output_dir: str, repo_id: str | None) -> None:
-    if not repo_id:
-        raise ValueError("--push_to_hub needs --hub_model_id NAMESPACE/NAME.")
     try:
         commit = push_folder(output_dir, repo_id)
     except PushError as error:

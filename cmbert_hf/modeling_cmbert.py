@@ -167,7 +167,7 @@ def _fuse(model, input_ids, attention_mask, token_type_ids, audio_features, cls_
     """BERT then the fusion layer: the body both models share (`model.bert`, `model.fusion`)."""
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
-    if audio_features is not None and audio_features.shape[:2] != input_ids.shape:
+    if audio_features is not None and audio_features.shape != (*input_ids.shape, model.config.audio_feature_size):
         raise ValueError(
             f"`audio_features` must have shape (batch, seq_len, {model.config.audio_feature_size}) matching "
             f"`input_ids` {tuple(input_ids.shape)}, got {tuple(audio_features.shape)}."
@@ -202,7 +202,7 @@ class CMBertPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
     # BERT's pooler and pre-training heads are not used: the fusion layer reads the last hidden states.
-    _keys_to_ignore_on_load_unexpected = [r"pooler\.", r"^cls\.", r"bert\.pooler\."]
+    _keys_to_ignore_on_load_unexpected = [r"pooler\.", r"^cls\."]
 
     def _init_weights(self, module):
         super()._init_weights(module)

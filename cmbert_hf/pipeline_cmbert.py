@@ -46,7 +46,7 @@ class CMBertSentimentPipeline(Pipeline):
     over them, as `np.ndarray` of shape `[n_tokens, n_tokens]`.
 
     Batches (`batch_size > 1`) give the same scores as one input at a time for models with per-sample scaling
-    (`text_scaling="sample"`, the default); the original `"batch"` scaling makes every score depend on its batch.
+    (`text_scaling` and `audio_scaling` not `"batch"`; the defaults); the original `"batch"` scaling makes every score depend on its batch.
 
     Example:
 

@@ -109,7 +109,8 @@ class CMBertProcessor(ProcessorMixin):
                 self._align(encoding, i, np.asarray(feats, dtype=np.float32), len(words[i]), audio_level)
                 for i, feats in enumerate(audio_features)
             ]
-        if not batched:
+        if not batched and return_tensors is None:
+            # One utterance gives plain lists; with tensors it keeps the batch axis the model expects.
             encoding = BatchEncoding({key: value[0] for key, value in encoding.items()})
         return BatchEncoding(dict(encoding), tensor_type=return_tensors)
 

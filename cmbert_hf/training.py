@@ -9,15 +9,25 @@ Parameter groups come from the model's structure, not from name substrings:
 Frozen parameters (the embeddings; the head too in the original code) are in no group.
 """
 
+import torch
 from torch import nn
 from transformers import Trainer
 
 from .modeling_cmbert import CMBertForSequenceClassification
 
 
-def freeze(model: CMBertForSequenceClassification, embeddings: bool = True, head: bool = False) -> None:
-    """Freezes the word-piece embeddings (the paper) and, for the original code's oversight, the head."""
+def freeze(
+    model: CMBertForSequenceClassification, embeddings: bool = True, head: bool = False, audio: bool = False
+) -> None:
+    """Freezes the word-piece embeddings (the paper), the head (the original code's oversight) and, for a
+    text-only model, the audio path: `w_a = 0` so that the saved model ignores any audio it is later given."""
     frozen = ([model.bert.embeddings] if embeddings else []) + ([model.classifier] if head else [])
+    if audio:
+        attention = model.fusion.attention
+        with torch.no_grad():
+            attention.w_a.zero_()
+        frozen += [attention.audio_proj]
+        attention.w_a.requires_grad_(False)
     for module in frozen:
         module.requires_grad_(False)
 

