@@ -163,3 +163,22 @@ def test_pickles_of_numpy_1_and_2(tmp_path, protocol, spelling):
             assert all(np.array_equal(x, y) and x.dtype == y.dtype for x, y in zip(loaded[key], value))
         else:
             assert np.array_equal(loaded[key], value) and loaded[key].dtype == value.dtype
+
+
+class _RunsShell:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_safe_load_refuses_code_before_it_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps((np.zeros((2, 50, 5)), _RunsShell(marker))))
+    with pytest.raises(pickle.UnpicklingError, match=r"evil\.pkl: refused to load global '(posix|os)\.system'"):
+        safe_load(path)
+    assert not marker.exists()
