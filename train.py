@@ -29,6 +29,7 @@ unknown keys are an error. The run writes a Hub-ready folder to `output_dir`: we
 model code, processor, `results.json` and the model card.
 """
 
+import argparse
 import json
 import logging
 import os
@@ -117,12 +118,12 @@ class CMBertTrainingArguments(TrainingArguments):
 
 def parse_args(argv: list[str] | None = None):
     """Dataclasses from `--config x.yaml` defaults and command-line overrides."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    config_parser = argparse.ArgumentParser(add_help=False)
+    config_parser.add_argument("--config", help="YAML recipe: its keys are the dataclass fields below.")
+    config, argv = config_parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser((ModelArguments, DataArguments, CMBertTrainingArguments))
-    if "--config" in argv:
-        index = argv.index("--config")
-        path = argv[index + 1]
-        del argv[index : index + 2]
+    if config.config:
+        path = config.config
         defaults = yaml.safe_load(Path(path).read_text()) or {}
         known = {action.dest for action in parser._actions}
         unknown = sorted(set(defaults) - known)
