@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 import transformers
 import yaml
 from transformers import AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
@@ -114,6 +115,13 @@ class CMBertTrainingArguments(TrainingArguments):
     metric_for_best_model: str | None = "loss"
     greater_is_better: bool | None = False
     logging_steps: float = 10
+
+    def __post_init__(self):
+        # Without an accelerator, processes started by `accelerate launch` only form a (gloo) DDP group when
+        # the Trainer is told it runs on CPU; otherwise each rank would train alone on all the data.
+        if not self.use_cpu and not torch.cuda.is_available() and not torch.backends.mps.is_available():
+            self.use_cpu = True
+        super().__post_init__()
 
 
 def parse_args(argv: list[str] | None = None):
@@ -234,6 +242,7 @@ def write_results(output_dir, model_args, data_args, training_args, metrics, sta
     results = {
         "seed": training_args.seed,
         "global_step": state.global_step,
+        "world_size": training_args.world_size,
         "audio_feature_size": audio_width,
         "model": vars(model_args),
         "data": vars(data_args),
