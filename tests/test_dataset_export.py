@@ -1,7 +1,5 @@
 """Export to a data-only Hub folder: Parquet + card that `datasets.load_dataset` reads back bit for bit."""
 
-from pathlib import Path
-
 import datasets
 import pytest
 import yaml
@@ -9,8 +7,8 @@ import yaml
 from dataset_script import load_mosi
 from dataset_script.__main__ import main
 from dataset_script.export import export_to_folder
+from helpers import MOSI_TEXT
 
-MOSI_TEXT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mosi-text"
 
 pytestmark = pytest.mark.skipif(not MOSI_TEXT.is_dir(), reason=f"MOSI transcripts not found at {MOSI_TEXT}")
 

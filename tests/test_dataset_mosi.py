@@ -13,8 +13,8 @@ from datasets.exceptions import ManualDownloadError
 
 from dataset_script import Mosi, MosiDataError, UnsafePickleError, load_mosi
 from dataset_script.sources import MissingSourceError
+from helpers import MOSI_TEXT
 
-MOSI_TEXT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mosi-text"
 STEMS = {"train": "train", "validation": "dev", "test": "test"}
 SIZES = {"train": 1284, "validation": 229, "test": 686}
 

@@ -9,8 +9,8 @@ import pytest
 
 from dataset_script import MissingSourceError, MosiDataError, load_mosi
 from dataset_script.safe_pickle import safe_load
+from helpers import MOSI_TEXT
 
-MOSI_TEXT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mosi-text"
 SIZES = (1284, 229, 686)
 PICKLE = "MOSI_cmu_audio_CLS.pickle"
 

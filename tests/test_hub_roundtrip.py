@@ -28,9 +28,9 @@ from cmbert_hf import CMBertForSequenceClassification, CMBertModel, CMBertProces
 from dataset_script import load_mosi
 from hub_server import HubServer
 from hub_server import hub_env as make_env
+from helpers import MOSI_TEXT
 
 ROOT = Path(__file__).resolve().parents[1]
-MOSI_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mosi-text"
 REPO = "user/cm-bert-demo"
 DATASET_REPO = "user/cmu-mosi"
 CODE_FILES = ("configuration_cmbert.py", "modeling_cmbert.py", "processing_cmbert.py", "feature_extraction_cmbert.py")

@@ -12,8 +12,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoModel, AutoModelForSequenceClassification, BertConfig, BertModel
 
 from cmbert_hf import CMBertConfig, CMBertForSequenceClassification, CMBertModel
+from helpers import TINY
 
-TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
 
 
 def tiny_config(**kwargs) -> CMBertConfig:

@@ -17,6 +17,7 @@ from cmbert_hf import CMBertConfig, CMBertForSequenceClassification
 from cmbert_hf.metrics import sentiment_metrics
 from cmbert_hf.training import CMBertTrainer, freeze, parameter_groups
 from dataset_script import load_mosi
+from helpers import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -73,7 +74,7 @@ FUSION_WEIGHTS = {
 
 @pytest.mark.parametrize("original", [False, True])
 def test_every_trainable_parameter_lands_in_its_group(original):
-    config = CMBertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+    config = CMBertConfig(**TINY)
     model = CMBertForSequenceClassification(config)
     freeze(model, embeddings=True, head=original)
     names = {id(p): n for n, p in model.named_parameters()}
@@ -91,7 +92,7 @@ def test_every_trainable_parameter_lands_in_its_group(original):
 
 
 def test_text_only_model_ignores_audio_for_good():
-    config = CMBertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+    config = CMBertConfig(**TINY)
     model = CMBertForSequenceClassification(config).eval()
     freeze(model, audio=True)
     names = {id(p): n for n, p in model.named_parameters()}
@@ -103,7 +104,7 @@ def test_text_only_model_ignores_audio_for_good():
 
 
 def test_trainer_optimizer_uses_the_fusion_learning_rate(tmp_path):
-    config = CMBertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+    config = CMBertConfig(**TINY)
     model = CMBertForSequenceClassification(config)
     args = TrainingArguments(output_dir=str(tmp_path), learning_rate=2e-5, weight_decay=0.01, report_to="none")
     optimizer = CMBertTrainer(model=model, args=args, fusion_learning_rate=0.01).create_optimizer()
