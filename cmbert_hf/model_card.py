@@ -19,7 +19,14 @@ CARD_METRICS = (
     ("acc2_non0", "accuracy", "Acc2 (non0)"),
     ("f1_non0", "f1", "F1 (non0)"),
 )
-HYPERPARAMETERS = ("learning_rate", "per_device_train_batch_size", "num_train_epochs", "weight_decay", "warmup_steps")
+TRAINING_HYPERPARAMETERS = (
+    "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "optim",
+    "lr_scheduler_type", "warmup_steps", "weight_decay",
+)
+MODEL_HYPERPARAMETERS = (
+    "fusion_learning_rate", "freeze_embeddings", "fusion_dim", "cls_audio", "text_scaling", "audio_scaling",
+    "original",
+)
 
 
 def _dataset(config_name: str) -> tuple[str, str]:
@@ -27,6 +34,20 @@ def _dataset(config_name: str) -> tuple[str, str]:
         if config_name.startswith(key):
             return names
     return "CMU-MOSI", "cmu-mosi"
+
+
+def _hyperparameters(results: dict) -> dict:
+    training = results["training"]
+    world_size = results["world_size"]
+    total_batch = training["per_device_train_batch_size"] * training["gradient_accumulation_steps"] * world_size
+    return {
+        **{k: training[k] for k in TRAINING_HYPERPARAMETERS},
+        "processes": world_size,
+        "total_train_batch_size": total_batch,
+        **{k: results["model"][k] for k in MODEL_HYPERPARAMETERS},
+        "max_length": results["data"]["max_length"],
+        "seed": results["seed"],
+    }
 
 
 def write_model_card(template: Path, output_dir, results: dict, repo_id: str | None = None) -> ModelCard:
@@ -43,7 +64,7 @@ def write_model_card(template: Path, output_dir, results: dict, repo_id: str | N
         base_model=base_model,
         datasets=[dataset_id],
         metrics=sorted({hub for _, hub, _ in CARD_METRICS}),
-        tags=["cm-bert", "multimodal", "sentiment-analysis", "audio", "custom_code"],
+        tags=["cm-bert", "sentiment-analysis", "custom_code", *([] if model["text_only"] else ["multimodal", "audio"])],
         model_name=name,
         eval_results=[
             EvalResult(
@@ -76,10 +97,9 @@ def write_model_card(template: Path, output_dir, results: dict, repo_id: str | N
         fusion_note=note,
         audio_feature_size=results.get("audio_feature_size", 5),
         seed=results["seed"],
-        test_samples=int(test.get("test_samples", 0)) or "all",
-        hyperparameters={**{k: results["training"][k] for k in HYPERPARAMETERS}, **{
-            k: model[k] for k in ("fusion_learning_rate", "fusion_dim", "cls_audio", "text_scaling", "audio_scaling")
-        }, "max_length": data["max_length"]},
+        modalities="text" if model["text_only"] else "text + audio",
+        test_samples=results["samples"]["test"],
+        hyperparameters=_hyperparameters(results),
         test_metrics={k.removeprefix("test_"): v for k, v in test.items() if not k.endswith(("_runtime", "_per_second"))},
         versions={
             "transformers": transformers.__version__,
