@@ -21,6 +21,9 @@ Launch commands:
     accelerate launch --config_file configs/accelerate/fsdp.yaml train.py --config configs/cmbert_mosi.yaml
     accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml train.py --config configs/cmbert_mosi.yaml
 
+    # The batch size is per process: to keep the recipe's 24 on N processes, pass
+    # --per_device_train_batch_size 24/N (as for the 2 CPU processes above), or accept a global batch of 24 N.
+
     # end on the Hub (HF_TOKEN or `hf auth login`)
     python train.py --config configs/demo.yaml --push_to_hub --hub_model_id you/cm-bert-demo
 
@@ -119,7 +122,7 @@ class CMBertTrainingArguments(TrainingArguments):
     def __post_init__(self):
         # Without an accelerator, processes started by `accelerate launch` only form a (gloo) DDP group when
         # the Trainer is told it runs on CPU; otherwise each rank would train alone on all the data.
-        if not self.use_cpu and not torch.cuda.is_available() and not torch.backends.mps.is_available():
+        if not self.use_cpu and not torch.accelerator.is_available():
             self.use_cpu = True
         super().__post_init__()
 
@@ -178,7 +181,10 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
     with training_args.main_process_first(desc="dataset preparation"):
         raw = load_mosi(data_args.dataset_config, data_dir=data_args.data_dir, cache_dir=data_args.dataset_cache_dir)
     first_audio = raw["train"][0]["audio"]
-    use_audio = not model_args.text_only and len(first_audio) > 0
+    if not first_audio and not model_args.text_only:
+        raise ValueError(f"dataset config {data_args.dataset_config!r} has no audio: pass --text_only for the "
+                         "text-only baseline, or choose a config with audio (cmbert, mmsa_aligned, synthetic, ...).")
+    use_audio = not model_args.text_only
     feature_extractor = CMBertFeatureExtractor()
     # The width of the data's features (5 for MOSI's COVAREP columns, 74 for MOSEI) fixes the model's.
     audio_width = len(first_audio[0]) if first_audio else feature_extractor.feature_size
@@ -233,16 +239,19 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
         # Gathered over all processes: one score per test sample, in dataset order.
         predictions = test.predictions[0] if isinstance(test.predictions, tuple) else test.predictions
         Path(training_args.output_dir, "test_predictions.json").write_text(json.dumps(predictions.reshape(-1).tolist()))
-        write_results(training_args.output_dir, model_args, data_args, training_args, metrics, trainer.state, audio_width)
+        samples = {split: len(dataset) for split, dataset in splits.items()}
+        write_results(training_args.output_dir, model_args, data_args, training_args, metrics, trainer.state, samples,
+                      audio_width)
     return metrics
 
 
-def write_results(output_dir, model_args, data_args, training_args, metrics, state, audio_width) -> None:
+def write_results(output_dir, model_args, data_args, training_args, metrics, state, samples, audio_width) -> None:
     """results.json and the model card: written last, so a folder that has them is complete."""
     results = {
         "seed": training_args.seed,
         "global_step": state.global_step,
         "world_size": training_args.world_size,
+        "samples": samples,
         "audio_feature_size": audio_width,
         "model": vars(model_args),
         "data": vars(data_args),
@@ -267,16 +276,26 @@ def main(argv: list[str] | None = None, callbacks=None) -> dict:
     log_level = training_args.get_process_log_level()
     logger.setLevel(log_level)
     transformers.utils.logging.set_verbosity(log_level)
+    logger.warning(
+        "process %d of %d, device %s, distributed %s, global train batch %d",
+        training_args.process_index, training_args.world_size, training_args.device, training_args.parallel_mode.value,
+        training_args.per_device_train_batch_size * training_args.world_size * training_args.gradient_accumulation_steps,
+    )
     push = training_args.push_to_hub
     if push and not training_args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id NAMESPACE/NAME.")
+    if training_args.hub_revision:
+        raise ValueError("--hub_revision is not supported: the run is pushed to the repository's main branch.")
+    if training_args.seeds and training_args.resume_from_checkpoint:
+        raise ValueError("--resume_from_checkpoint names one run's checkpoint; with --seeds each seed's folder "
+                         "(output_dir/seed-N) resumes from its own last checkpoint by itself.")
     # The Trainer would push every checkpoint; the finished folder is pushed once, below.
     training_args.push_to_hub = False
 
     if not training_args.seeds:
         metrics = run(model_args, data_args, training_args, callbacks)
         if push and training_args.process_index == 0:
-            push_or_explain(training_args.output_dir, training_args.hub_model_id)
+            push_or_explain(training_args)
         return metrics
 
     if push:
@@ -303,9 +322,10 @@ def markdown_table(per_seed: dict[int, dict], summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def push_or_explain(output_dir: str, repo_id: str | None) -> None:
+def push_or_explain(training_args) -> None:
+    output_dir, repo_id = training_args.output_dir, training_args.hub_model_id
     try:
-        commit = push_folder(output_dir, repo_id)
+        commit = push_folder(output_dir, repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)
     except PushError as error:
         logger.error("%s", error)
         raise SystemExit(1) from error

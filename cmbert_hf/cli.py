@@ -29,7 +29,7 @@ class CLIError(Exception):
 
 def _push(args) -> int:
     try:
-        commit = push_folder(args.folder, args.repo_id, token=args.token)
+        commit = push_folder(args.folder, args.repo_id, token=args.token, private=args.private or None)
     except PushError as error:
         print(error, file=sys.stderr)
         return 1
@@ -149,7 +149,8 @@ def _evaluate(args) -> None:
 
     results = tqdm(pipe(examples(), batch_size=args.batch_size), total=len(split), desc="evaluate")
     metrics = sentiment_metrics([result["score"] for result in results], split["label"])
-    print(f"{args.data} {args.split}: {len(split)} utterances")
+    model = type(pipe.model)  # with --trust-remote-code, the class the folder's own code defines
+    print(f"{args.data} {args.split}: {len(split)} utterances, model {model.__module__}.{model.__name__}")
     print("| metric | value |\n|---|---|")
     for name, value in metrics.items():
         print(f"| {name} | {value:.4f} |")
@@ -197,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("folder")
     push.add_argument("--repo-id", required=True, help="NAMESPACE/NAME on the Hub (HF_ENDPOINT is honoured).")
     push.add_argument("--token", default=None, help="Defaults to HF_TOKEN or the saved login.")
+    push.add_argument("--private", action="store_true", help="Create the repository private (if it is new).")
     push.set_defaults(func=_push)
 
     predict = commands.add_parser(

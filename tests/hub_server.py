@@ -112,15 +112,20 @@ class HubServer:
             _write(path, data)
         return sha
 
-    def create_repo(self, kind, repo_id):
+    def create_repo(self, kind, repo_id, private=False):
         """False if it already exists; otherwise an empty initial commit gives it a sha, as on the Hub."""
         with self._lock:
             repo = self._repo_dir(kind, repo_id)
             if (repo / "refs.json").exists():
                 return False
             (repo / "commits").mkdir(parents=True)
+            if private:
+                (repo / "private").touch()
             self._write_commit(kind, repo_id, None, "initial commit", {})
             return True
+
+    def is_private(self, kind, repo_id):
+        return (self._repo_dir(kind, repo_id) / "private").exists()
 
     def commit(self, kind, repo_id, branch, title, ops):
         with self._lock:
@@ -270,7 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
         prefix = "" if kind == "models" else f"{kind}/"
         body = {"url": f"{self.hub.url}/{prefix}{repo_id}", "name": repo_id}
         # HfApi.create_repo(exist_ok=True) accepts a 409 but still reads "url" from its body
-        self._reply(200 if self.hub.create_repo(kind, repo_id) else 409, body)
+        self._reply(200 if self.hub.create_repo(kind, repo_id, payload.get("visibility") == "private") else 409, body)
 
     def _repo_info(self, kind, repo_id, rev):
         oid, manifest = self.hub.resolve(kind, repo_id, rev)
@@ -278,7 +283,8 @@ class _Handler(BaseHTTPRequestHandler):
                      "lfs": {**_lfs(info), "sha256": info["sha256"]} if info.get("lfs") else None}
                     for path, info in sorted(manifest["files"].items())]
         self._reply(200, {"id": repo_id, "_id": repo_id, "author": repo_id.split("/")[0], "sha": oid,
-                          "lastModified": manifest["date"], "createdAt": manifest["date"], "private": False,
+                          "lastModified": manifest["date"], "createdAt": manifest["date"],
+                          "private": self.hub.is_private(kind, repo_id),
                           "gated": False, "disabled": False, "downloads": 0, "likes": 0, "tags": [],
                           "siblings": siblings})
 

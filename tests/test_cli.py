@@ -71,7 +71,8 @@ def test_evaluate_prints_the_metrics_of_a_split(tiny_folder, pipe, tmp_path_fact
     argv = ["evaluate", "--model", str(tiny_folder), "--data", "synthetic", "--cache-dir", str(cache)]
     assert main([*argv, "--split", "validation", "--max-samples", "12", "--batch-size", "5"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0] == "synthetic validation: 12 utterances"
+    model = "cmbert_hf.modeling_cmbert.CMBertForSequenceClassification"
+    assert lines[0] == f"synthetic validation: 12 utterances, model {model}"
     printed = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in lines[3:]}
 
     rows = load_mosi("synthetic", cache_dir=cache)["validation"].select(range(12))

@@ -163,7 +163,7 @@ def first_push(hub_server, tiny_checkpoint, dataset_cache, tiny_args, tmp_path_f
     """`train.py --push_to_hub --hub_model_id user/cm-bert-demo` in a subprocess: (output_dir, pushed commit)."""
     tmp = tmp_path_factory.mktemp("first-push")
     output_dir = tmp / "run"
-    done = run(train_command(tiny_args, tiny_checkpoint, dataset_cache, output_dir),
+    done = run(train_command(tiny_args, tiny_checkpoint, dataset_cache, output_dir, "--hub_private_repo", "true"),
                client_env(hub_server, tmp / "hf_home"), timeout=300)
     assert ("POST", f"/api/models/{REPO}/commit/main", 200) in hub_server.requests, done.stderr[-3000:]
     sha = HfApi(endpoint=hub_server.url, token="hf_loopback_dummy_token").model_info(REPO).sha
@@ -174,6 +174,7 @@ def test_train_push_uploads_the_whole_folder_with_a_parseable_card(first_push, h
     output_dir, sha = first_push
     assert (output_dir / "checkpoint-8").is_dir()  # the Trainer's leftovers exist locally ...
     api = HfApi()
+    assert api.model_info(REPO).private  # --hub_private_repo reached the repository's creation
     assert api.list_repo_files(REPO, revision=sha) == hub_files(output_dir)  # ... and only they stay local
     assert {"config.json", "model.safetensors", "results.json", "README.md", *CODE_FILES} <= set(hub_files(output_dir))
     weights = {s.rfilename: s for s in api.model_info(REPO, revision=sha, files_metadata=True).siblings}

@@ -11,13 +11,13 @@ import pytest
 import torch
 import yaml
 from huggingface_hub import ModelCard
-from transformers import TrainingArguments
+from transformers import TrainerCallback, TrainingArguments
 
 from cmbert_hf import CMBertConfig, CMBertForSequenceClassification
 from cmbert_hf.metrics import sentiment_metrics
 from cmbert_hf.training import CMBertTrainer, freeze, parameter_groups
 from dataset_script import load_mosi
-from helpers import TINY
+from helpers import MOSI_TEXT, TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -36,12 +36,34 @@ def test_every_recipe_parses_into_the_dataclasses(path):
         assert actual == value, key
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "configs/accelerate").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_accelerate_config_loads(path):
+# file: (distributed_type, processes, machines, mixed precision)
+ACCELERATE_CONFIGS = {
+    "cpu_2proc.yaml": ("MULTI_GPU", 2, 1, "no"),  # MULTI_GPU without GPUs: gloo ranks on the CPU
+    "single_gpu.yaml": ("NO", 1, 1, "bf16"),
+    "multi_gpu.yaml": ("MULTI_GPU", 8, 1, "bf16"),
+    "multi_node.yaml": ("MULTI_GPU", 16, 2, "bf16"),
+    "fsdp.yaml": ("FSDP", 8, 1, "bf16"),
+    "deepspeed_zero2.yaml": ("DEEPSPEED", 8, 1, "bf16"),
+}
+
+
+def test_every_accelerate_config_is_listed():
+    assert sorted(p.name for p in (ROOT / "configs/accelerate").glob("*.yaml")) == sorted(ACCELERATE_CONFIGS)
+
+
+@pytest.mark.parametrize("name", sorted(ACCELERATE_CONFIGS))
+def test_every_accelerate_config_loads(name):
     from accelerate.commands.config.config_args import ClusterConfig
 
-    config = ClusterConfig.from_yaml_file(path)
-    assert config.num_processes >= 1 and config.num_machines >= 1
+    config = ClusterConfig.from_yaml_file(ROOT / "configs/accelerate" / name)
+    setup = (config.distributed_type.value, config.num_processes, config.num_machines, config.mixed_precision)
+    assert setup == ACCELERATE_CONFIGS[name]
+    if config.fsdp_config:  # the wrap unit must be a layer class the model really has
+        layer = config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"]
+        model = CMBertForSequenceClassification(CMBertConfig(**TINY))
+        assert layer in {type(m).__name__ for m in model.modules()}
+    if config.deepspeed_config:
+        assert config.deepspeed_config["zero_stage"] == 2
 
 
 def test_command_line_overrides_yaml_and_unknown_keys_fail(tmp_path):
@@ -53,6 +75,21 @@ def test_command_line_overrides_yaml_and_unknown_keys_fail(tmp_path):
     bad.write_text("learning_rate: 1.0e-5\nlearnig_rate: 2.0e-5\n")
     with pytest.raises(ValueError, match=r"bad.yaml: unknown keys \['learnig_rate'\]"):
         train.parse_args(["--config", str(bad)])
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--push_to_hub"], "--push_to_hub needs --hub_model_id"),
+        (["--push_to_hub", "--hub_model_id", "u/m", "--hub_revision", "dev"], "--hub_revision is not supported"),
+        (["--seeds", "1", "2", "--resume_from_checkpoint", "ckpt"], "each seed's folder"),
+        (["--dataset_config", "text", "--data_dir", str(MOSI_TEXT)], "'text' has no audio: pass --text_only"),
+    ],
+)
+def test_conflicting_arguments_fail_before_training(tiny_checkpoint, dataset_cache, tiny_args, tmp_path, extra, message):
+    with pytest.raises(ValueError, match=message):
+        train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path, *extra))
+    assert not list(tmp_path.iterdir())  # nothing written
 
 
 def test_original_switch_sets_the_audio_blind_settings():
@@ -133,7 +170,12 @@ def test_a_tiny_run_writes_a_hub_ready_folder(tiny_checkpoint, dataset_cache, ti
     reported = {m.metric_name: m.metric_value for m in card.data.eval_results}
     assert reported["MAE"] == pytest.approx(metrics["test"]["test_mae"])
     assert reported["Acc2 (non0)"] == pytest.approx(metrics["test"]["test_acc2_non0"])
-    assert "trust_remote_code=True" in card.text and "revision" in card.text
+    assert card.data.datasets == ["synthetic-mosi"] and {"multimodal", "audio", "custom_code"} <= set(card.data.tags)
+    assert "fine-tuned for text + audio" in card.text and "(48 samples)" in card.text
+    assert "| total_train_batch_size | 24 |" in card.text and "| freeze_embeddings | True |" in card.text
+    assert "trust_remote_code=True" in card.text and 'revision = "main"  # pin a commit id' in card.text
+    auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
+    assert auto_map["AutoModelForSequenceClassification"] == "modeling_cmbert.CMBertForSequenceClassification"
 
 
 def test_length_grouped_batches_train(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
@@ -181,7 +223,14 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_checkpoint, data
     assert crashed.returncode == 17, crashed.stderr[-2000:]
     assert (tmp_path / "crashed" / "checkpoint-4").is_dir() and not (tmp_path / "crashed" / "results.json").exists()
 
-    resumed = train.main(args)  # picks up checkpoint-4 from output_dir by itself
+    class Steps(TrainerCallback):
+        done = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.done.append(state.global_step)
+
+    resumed = train.main(args, callbacks=[Steps()])  # picks up checkpoint-4 from output_dir by itself
+    assert Steps.done == [5, 6, 7, 8]  # steps 1-4 came from the checkpoint, not from training again
     state = json.loads((tmp_path / "crashed" / "results.json").read_text())
     assert state["global_step"] == 8
     for key in ("test_loss", "test_mae", "test_corr"):
@@ -189,12 +238,14 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_checkpoint, data
 
 
 def test_two_ranks_of_12_match_one_rank_of_24(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
-    one = train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "one", "--per_device_train_batch_size", "24"))
+    # 47 dev/test samples: the distributed sampler pads rank 1 with a repeat, which the gather must drop.
+    odd = ("--max_eval_samples", "47")
+    one = train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "one", "--per_device_train_batch_size", "24", *odd))
     command = [
         sys.executable, "-m", "accelerate.commands.launch",
         "--config_file", str(ROOT / "configs/accelerate/cpu_2proc.yaml"),
         str(ROOT / "train.py"),
-        *tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "two", "--per_device_train_batch_size", "12"),
+        *tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "two", "--per_device_train_batch_size", "12", *odd),
     ]  # fmt: skip
     launched = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert launched.returncode == 0, launched.stderr[-3000:]
@@ -205,7 +256,7 @@ def test_two_ranks_of_12_match_one_rank_of_24(tiny_checkpoint, dataset_cache, ti
     assert two["test"]["test_mae"] == pytest.approx(one["test"]["test_mae"], rel=0.05)
     # Evaluation gathered over both ranks: every test sample once, in dataset order (the metrics recomputed
     # from the gathered predictions against the labels in order equal the reported ones).
-    labels = load_mosi("synthetic", cache_dir=dataset_cache)["test"]["label"][:48]
+    labels = load_mosi("synthetic", cache_dir=dataset_cache)["test"]["label"][:47]
     two_pred = json.loads((tmp_path / "two" / "test_predictions.json").read_text())
-    assert len(two_pred) == 48
+    assert len(two_pred) == 47 and two["samples"] == {"train": 96, "validation": 47, "test": 47}
     assert sentiment_metrics(two_pred, labels)["mae"] == pytest.approx(two["test"]["test_mae"], rel=1e-5)
