@@ -225,7 +225,7 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
     if checkpoint is None and os.path.isdir(training_args.output_dir):
         checkpoint = get_last_checkpoint(training_args.output_dir)
     if checkpoint:
-        logger.info("Resuming from %s", checkpoint)
+        logger.warning("Resuming from %s (a new --output_dir starts afresh)", checkpoint)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     test = trainer.predict(splits["test"], metric_key_prefix="test")
     metrics = {
