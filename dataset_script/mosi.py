@@ -198,7 +198,7 @@ class Mosi(datasets.GeneratorBasedBuilder):
                 "audio_level": level,
             }
             if self.config.vision_dim:
-                example["vision"] = rows.vision[i] if rows.vision is not None else []
+                example["vision"] = rows.vision[i]
             yield i, example
 
     def _read_splits(self, dl_manager) -> dict[str, SplitRows]:

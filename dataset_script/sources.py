@@ -19,6 +19,8 @@ SPLITS = ("train", "validation", "test")
 TSV_SPLITS = {"train": "train", "validation": "dev", "test": "test"}
 MMSA_SPLITS = {"train": "train", "validation": "valid", "test": "test"}
 LABEL_RANGE = (-3.0, 3.0)
+# Token-level features (the CM-BERT pickle, MMSA's aligned_50) have one row per word-piece position of 50.
+TOKEN_STEPS = 50
 
 
 class MosiDataError(ValueError):
@@ -99,19 +101,26 @@ def check_labels(labels: np.ndarray, file, split: str) -> None:
         raise MosiDataError(file, f"label {labels[row]}", split=split, row=row, expected="a number in [-3, 3]")
 
 
-def check_features(samples, file, split: str, name: str, width: int) -> list[np.ndarray]:
-    """Per-row `[T, width]` float32 arrays; `-inf` becomes 0 (as MMSA does), NaN / +inf are errors."""
+def check_features(samples, file, split: str, name: str, width: int, steps: int | None = None) -> list[np.ndarray]:
+    """Per-row `[T, width]` float32 arrays (`T == steps` when given); `-inf` becomes 0 (as MMSA does),
+    NaN, +inf and values beyond float32 are errors."""
+    shape = f"({steps or 'T'}, {width})"
     out = []
     for row, sample in enumerate(samples):
         try:
-            sample = np.array(sample, dtype=np.float32)  # a copy: the -inf fix must not touch the source
+            sample = np.array(sample, dtype=np.float64)  # a copy: the -inf fix must not touch the source
         except (ValueError, TypeError) as e:
-            raise MosiDataError(file, f"{name} is not a numeric matrix ({e})", split=split, row=row, expected=f"(T, {width}) floats") from None
-        if sample.ndim != 2 or sample.shape[1] != width:
-            raise MosiDataError(file, f"{name} of shape {sample.shape}", split=split, row=row, expected=f"(T, {width})")
+            raise MosiDataError(file, f"{name} is not a numeric matrix ({e})", split=split, row=row, expected=f"{shape} floats") from None
+        if sample.ndim != 2 or sample.shape[1] != width or steps not in (None, sample.shape[0]):
+            raise MosiDataError(file, f"{name} of shape {sample.shape}", split=split, row=row, expected=shape)
         sample[np.isneginf(sample)] = 0.0
+        # Checked before and after the cast: a finite float64 beyond float32's range would become +-inf.
         if not np.isfinite(sample).all():
             raise MosiDataError(file, f"{name} holds NaN or +inf", split=split, row=row, expected="finite values")
+        with np.errstate(over="ignore"):
+            sample = sample.astype(np.float32)
+        if not np.isfinite(sample).all():
+            raise MosiDataError(file, f"{name} holds values beyond float32", split=split, row=row, expected="|x| < 3.4e38")
         out.append(sample)
     return out
 
@@ -134,32 +143,44 @@ def read_cmbert_audio(path, num_rows: dict[str, int], width: int) -> dict[str, l
         raise MosiDataError(path, f"holds a {type(data).__name__}{items}", expected="a tuple of 3 arrays (train, dev, test)")
     audio = {}
     for split, array in zip(SPLITS, data):
+        if np.ndim(array) != 3:
+            raise MosiDataError(path, f"a {type(array).__name__} of {np.ndim(array)} dimensions", split=split,
+                                expected=f"an (N, {TOKEN_STEPS}, {width}) array")
         if len(array) != num_rows[split]:
             raise MosiDataError(path, f"{len(array)} rows of audio", split=split, expected=f"{num_rows[split]}, as many as {TSV_SPLITS[split]}.tsv")
-        audio[split] = check_features(array, path, split, "audio", width)
+        audio[split] = check_features(array, path, split, "audio", width, TOKEN_STEPS)
         for row, sample in enumerate(audio[split]):
             if sample[0].any():  # the [CLS] position carries no audio in this format
                 raise MosiDataError(path, "row 0 of the audio is not zero", split=split, row=row, expected="a zero [CLS] row")
     return audio
 
 
-def read_mmsa(path, aligned: bool, audio_dim: int, vision_dim: int) -> dict[str, SplitRows]:
+def read_mmsa(path, aligned: bool, audio_dim: int, vision_dim: int | None) -> dict[str, SplitRows]:
     """MMSA's `aligned_50.pkl` / `unaligned_50.pkl`; unaligned features are cut to their `*_lengths`."""
     data = _unpickle(path)
     if not isinstance(data, dict) or not set(MMSA_SPLITS.values()) <= set(data):
         raise MosiDataError(path, f"holds a {type(data).__name__}", expected="a dict with keys train, valid, test")
     out = {}
+    steps = TOKEN_STEPS if aligned else None
     for split, key in MMSA_SPLITS.items():
         part = data[key]
-        required = ["id", "raw_text", "audio", "regression_labels"] + ([] if aligned else ["audio_lengths"])
+        if not isinstance(part, dict):
+            raise MosiDataError(path, f"split '{key}' is a {type(part).__name__}", split=split, expected="a dict of arrays")
+        modalities = ["audio"] + (["vision"] if vision_dim else [])
+        required = ["id", "raw_text", "regression_labels", *modalities]
+        required += [] if aligned else [f"{m}_lengths" for m in modalities]
         missing = [k for k in required if k not in part]
         if missing:
             raise MosiDataError(path, f"missing arrays {missing}", split=split, expected=f"keys {required}")
         ids = [str(i) for i in part["id"]]
-        for name in set(part) & {"raw_text", "audio", "vision", "regression_labels", "audio_lengths", "vision_lengths"}:
-            if len(part[name]) != len(ids):
-                raise MosiDataError(path, f"{len(part[name])} rows of '{name}'", split=split, expected=f"{len(ids)}, as many as 'id'")
-        labels = np.asarray(part["regression_labels"], dtype=np.float32).reshape(len(ids), -1)
+        for name in required[1:]:
+            count = len(part[name]) if np.ndim(part[name]) else 0  # a scalar holds no rows
+            if count != len(ids):
+                raise MosiDataError(path, f"{count} rows of '{name}'", split=split, expected=f"{len(ids)}, as many as 'id'")
+        try:
+            labels = np.asarray(part["regression_labels"], dtype=np.float32).reshape(len(ids), -1)
+        except (ValueError, TypeError) as e:
+            raise MosiDataError(path, f"regression_labels are not numbers ({e})", split=split) from None
         if labels.shape[1] != 1:
             raise MosiDataError(path, f"regression_labels of shape {labels.shape}", split=split, expected="one label per row")
         labels = labels[:, 0]
@@ -169,20 +190,26 @@ def read_mmsa(path, aligned: bool, audio_dim: int, vision_dim: int) -> dict[str,
             video_ids=[i.split("$_$")[0] for i in ids],
             texts=[str(t) for t in part["raw_text"]],
             labels=labels,
-            audio=check_features(_cut(part, "audio", aligned), path, split, "audio", audio_dim),
+            audio=check_features(_cut(part, "audio", aligned, path, split), path, split, "audio", audio_dim, steps),
         )
-        if "vision" in part:
-            rows.vision = check_features(_cut(part, "vision", aligned), path, split, "vision", vision_dim)
+        if vision_dim:
+            rows.vision = check_features(_cut(part, "vision", aligned, path, split), path, split, "vision", vision_dim, steps)
         out[split] = rows
     return out
 
 
-def _cut(part: dict, name: str, aligned: bool):
+def _cut(part: dict, name: str, aligned: bool, path, split: str):
     """Unaligned features are zero-padded frames: keep the first `<name>_lengths` of each row."""
-    lengths = part.get(f"{name}_lengths")
-    if aligned or lengths is None:
+    if aligned:
         return part[name]
-    return [sample[: int(n)] for sample, n in zip(part[name], lengths)]
+    cut = []
+    for row, (sample, n) in enumerate(zip(part[name], part[f"{name}_lengths"])):
+        frames = np.shape(sample)[0] if np.ndim(sample) else 0
+        if not (np.isscalar(n) and float(n).is_integer() and 0 <= n <= frames):
+            raise MosiDataError(path, f"{name}_lengths {n}", split=split, row=row,
+                                expected=f"a whole number of frames in [0, {frames}]")
+        cut.append(sample[: int(n)])
+    return cut
 
 
 __all__ = ["MosiDataError", "MissingSourceError", "SplitRows", "SPLITS", "read_tsv", "read_video_ids", "read_cmbert_audio", "read_mmsa"]

@@ -62,11 +62,13 @@ def test_flat_release_loads_without_video_ids(release, tmp_path):
     "arrays, message",
     [
         (audio_arrays((1283, 229, 686)), f"{PICKLE}, split 'train': 1283 rows of audio (expected 1284, as many as train.tsv)"),
-        (audio_arrays(width=4), f"{PICKLE}, split 'train', row 0: audio of shape (50, 4) (expected (T, 5))"),
+        (audio_arrays(width=4), f"{PICKLE}, split 'train', row 0: audio of shape (50, 4) (expected (50, 5))"),
+        ([a[:, :7] for a in audio_arrays()], f"{PICKLE}, split 'train', row 0: audio of shape (7, 5) (expected (50, 5))"),
         (audio_arrays()[:2], f"{PICKLE}: holds a tuple of 2 items (expected a tuple of 3 arrays (train, dev, test))"),
         ({"train": 1}, f"{PICKLE}: holds a dict (expected a tuple of 3 arrays"),
+        ((audio_arrays()[0], 1, 2), f"{PICKLE}, split 'validation': a int of 0 dimensions (expected an (N, 50, 5) array)"),
     ],
-    ids=["row-count", "width", "two-splits", "not-a-tuple"],
+    ids=["row-count", "width", "steps", "two-splits", "not-a-tuple", "not-arrays"],
 )
 def test_bad_audio_pickle(release, tmp_path, arrays, message):
     write_audio(release, arrays)
@@ -86,6 +88,10 @@ def test_audio_values_are_checked(release, tmp_path):
     arrays[0][9, 4, 4] = np.inf
     write_audio(release, arrays)
     with pytest.raises(MosiDataError, match=r"split 'train', row 9: audio holds NaN or \+inf \(expected finite values\)"):
+        build(release, tmp_path)
+    arrays[0][9, 4, 4] = -1e300  # finite in float64, -inf in float32: not to be zeroed like MMSA's -inf
+    write_audio(release, arrays)
+    with pytest.raises(MosiDataError, match=r"split 'train', row 9: audio holds values beyond float32"):
         build(release, tmp_path)
 
 
@@ -121,11 +127,12 @@ def test_missing_and_short_files(release, tmp_path):
     (release / "dev.video_ids.txt").write_text("a\nb\n")
     with pytest.raises(MosiDataError, match=r"dev.video_ids.txt, split 'validation': 2 video ids \(expected 229"):
         build(release, tmp_path)
-    (release / "test.tsv").unlink()
-    with pytest.raises(MissingSourceError, match=r"test.tsv not found \(looked at .*release/test.tsv"):
-        build(release, tmp_path)
+    (release / "dev.video_ids.txt").unlink()  # video ids are optional: the next failure is the pickle's
     (release / PICKLE).unlink()
-    with pytest.raises(MissingSourceError, match=PICKLE):
+    with pytest.raises(MissingSourceError, match=rf"^{PICKLE} not found \(looked at .*release/{PICKLE}"):
+        build(release, tmp_path)
+    (release / "test.tsv").unlink()
+    with pytest.raises(MissingSourceError, match=r"^test.tsv not found \(looked at .*release/test.tsv"):
         build(release, tmp_path)
 
 
@@ -133,14 +140,57 @@ def test_mmsa_rows_of_different_widths(tmp_path):
     audio = np.empty(3, dtype=object)  # per-row arrays, as a ragged pickle would hold them
     audio[:] = [np.zeros((50, 5)), np.zeros((50, 5)), np.zeros((50, 6))]
     part = {"id": np.array(["v$_$0", "v$_$1", "v$_$2"]), "raw_text": np.array(["A", "B", "C"]), "audio": audio}
-    part["regression_labels"] = np.zeros(3, dtype=np.float32)
+    part.update(vision=np.zeros((3, 50, 20)), regression_labels=np.zeros(3, dtype=np.float32))
     (tmp_path / "aligned_50.pkl").write_bytes(pickle.dumps({"train": part, "valid": part, "test": part}))
-    with pytest.raises(MosiDataError, match=r"aligned_50.pkl, split 'train', row 2: audio of shape \(50, 6\) \(expected \(T, 5\)\)"):
+    with pytest.raises(MosiDataError, match=r"aligned_50.pkl, split 'train', row 2: audio of shape \(50, 6\) \(expected \(50, 5\)\)"):
         build(tmp_path, tmp_path, config="mmsa_aligned")
     part["regression_labels"] = np.zeros(2, dtype=np.float32)
     with pytest.raises(MosiDataError, match=r"split 'train': 2 rows of 'regression_labels' \(expected 3, as many as 'id'\)"):
         (tmp_path / "aligned_50.pkl").write_bytes(pickle.dumps({"train": part, "valid": part, "test": part}))
         build(tmp_path, tmp_path, config="mmsa_aligned")
+
+
+def _mmsa_part(frames=8):
+    return {
+        "id": np.array(["v$_$0", "v$_$1"]), "raw_text": np.array(["A", "B"]),
+        "audio": np.ones((2, frames, 5)), "vision": np.ones((2, frames, 20)),
+        "audio_lengths": np.array([3, frames]), "vision_lengths": np.array([frames, 1]),
+        "regression_labels": np.array([0.5, -1.0], dtype=np.float32),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda p: p.update(audio_lengths=np.array([3, 9])), "split 'train', row 1: audio_lengths 9 (expected a whole number of frames in [0, 8])"),
+        (lambda p: p.update(vision_lengths=np.array([-2, 1])), "split 'train', row 0: vision_lengths -2 (expected"),
+        (lambda p: p.update(audio_lengths=np.array([2.5, 1])), "split 'train', row 0: audio_lengths 2.5 (expected"),
+        (lambda p: p.pop("vision"), "split 'train': missing arrays ['vision'] (expected keys"),
+        (lambda p: p.pop("vision_lengths"), "split 'train': missing arrays ['vision_lengths'] (expected keys"),
+        (lambda p: p.update(regression_labels=np.array(["x", "y"])), "split 'train': regression_labels are not numbers"),
+        (lambda p: p.update(audio=7), "split 'train': 0 rows of 'audio' (expected 2, as many as 'id')"),
+    ],
+    ids=["length-above", "length-negative", "length-fraction", "no-vision", "no-vision-lengths", "text-labels", "scalar"],
+)
+def test_bad_mmsa_unaligned_pickle(tmp_path, edit, message):
+    part = _mmsa_part()
+    edit(part)
+    (tmp_path / "unaligned_50.pkl").write_bytes(pickle.dumps({"train": part, "valid": _mmsa_part(), "test": _mmsa_part()}))
+    with pytest.raises(MosiDataError) as error:
+        build(tmp_path, tmp_path, config="mmsa_unaligned")
+    assert f"unaligned_50.pkl, {message}" in str(error.value)
+
+
+def test_mmsa_split_that_is_not_a_dict(tmp_path):
+    (tmp_path / "unaligned_50.pkl").write_bytes(pickle.dumps({"train": [1], "valid": _mmsa_part(), "test": _mmsa_part()}))
+    with pytest.raises(MosiDataError, match=r"unaligned_50.pkl, split 'train': split 'train' is a list \(expected a dict"):
+        build(tmp_path, tmp_path, config="mmsa_unaligned")
+
+
+def test_mmsa_unaligned_rows_are_cut_to_their_lengths(tmp_path):
+    (tmp_path / "unaligned_50.pkl").write_bytes(pickle.dumps({s: _mmsa_part() for s in ("train", "valid", "test")}))
+    train = build(tmp_path, tmp_path, config="mmsa_unaligned")["train"]
+    assert [len(a) for a in train["audio"]] == [3, 8] and [len(v) for v in train["vision"]] == [8, 1]
 
 
 @pytest.mark.parametrize("protocol, spelling", [(2, "numpy.core"), (2, "numpy._core"), (4, None), (5, None)])
