@@ -10,6 +10,8 @@ The folder loads without this code: `datasets.load_dataset(folder_or_repo_id, "t
 """
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from datasets.info import DatasetInfosDict
@@ -52,7 +54,9 @@ def export_to_folder(out_dir, configs=("text",), data_dir=None, cache_dir=None, 
     """Builds each config and writes its splits as Parquet plus a README.md dataset card.
 
     Args:
-        out_dir (`str` or `Path`): folder to write (created if needed; existing shards are overwritten).
+        out_dir (`str` or `Path`): folder to write (created if needed). Everything is built in a staging
+            folder beside it first, so a failed build leaves `out_dir` as it was; then the shards replace
+            their namesakes and the card comes last. Other files in `out_dir` are left alone.
         configs (`list[str]`): config names of `Mosi.BUILDER_CONFIGS`.
         data_dir (`str` or `dict[str, str]`, *optional*): source folder for every config, or one per config name.
         cache_dir (`str`, *optional*): the datasets cache used while building.
@@ -62,20 +66,28 @@ def export_to_folder(out_dir, configs=("text",), data_dir=None, cache_dir=None, 
         The output folder as a `Path`.
     """
     out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
     data_dirs = data_dir if isinstance(data_dir, dict) else {name: data_dir for name in configs}
     metadata, infos = MetadataConfigs(), DatasetInfosDict()
-    for name in configs:
-        dataset = load_mosi(name, data_dir=data_dirs.get(name), cache_dir=cache_dir, **config_kwargs)
-        for split, part in dataset.items():
-            (out_dir / name).mkdir(parents=True, exist_ok=True)
-            part.to_parquet(out_dir / shard_path(name, split))
-        metadata[name] = {"data_files": [{"split": split, "path": shard_path(name, split)} for split in dataset]}
-        infos[name] = dataset["train"].info
-    card_data = DatasetCardData(license="other", task_categories=["text-classification"], language=["en"], pretty_name="CMU-MOSI for CM-BERT")
-    metadata.to_dataset_card_data(card_data)
-    infos.to_dataset_card_data(card_data)
-    body = CARD_BODY.format(configs=", ".join(configs), first=configs[0], description=DESCRIPTION, citation=CITATION)
-    DatasetCard(f"---\n{card_data.to_yaml()}\n---\n{body}").save(out_dir / "README.md")
+    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}-", dir=out_dir.parent) as staging:
+        staging = Path(staging)
+        shards = []
+        for name in configs:
+            dataset = load_mosi(name, data_dir=data_dirs.get(name), cache_dir=cache_dir, **config_kwargs)
+            for split, part in dataset.items():
+                shards.append(shard_path(name, split))
+                (staging / name).mkdir(exist_ok=True)
+                part.to_parquet(staging / shards[-1])
+            metadata[name] = {"data_files": [{"split": split, "path": shard_path(name, split)} for split in dataset]}
+            infos[name] = dataset["train"].info
+        card_data = DatasetCardData(license="other", task_categories=["text-classification"], language=["en"], pretty_name="CMU-MOSI for CM-BERT")
+        metadata.to_dataset_card_data(card_data)
+        infos.to_dataset_card_data(card_data)
+        body = CARD_BODY.format(configs=", ".join(configs), first=configs[0], description=DESCRIPTION, citation=CITATION)
+        DatasetCard(f"---\n{card_data.to_yaml()}\n---\n{body}").save(staging / "README.md")
+        for path in [*shards, "README.md"]:  # same file system: each move is a rename
+            (out_dir / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(staging / path, out_dir / path)
     return out_dir
 
 

@@ -77,7 +77,8 @@ class MosiConfig(datasets.BuilderConfig):
         source (`str`): "tsv", "cmbert", "mmsa" or "synthetic".
         corpus (`str`): "mosi" or "mosei".
         file_name (`str`, *optional*): the feature pickle looked for under `data_dir`.
-        audio_dim (`int`, defaults to 5): declared audio width (MOSI 5, MOSEI 74); other widths are an error.
+        audio_dim (`int`, defaults to 5): declared audio width (MOSI 5, MOSEI 74); source files of another
+            width are an error. The synthetic source always makes 5.
         vision_dim (`int`, *optional*): declared vision width; `None` = no `vision` column.
         audio_level (`str`): "none", "word", "token" or "frame" (see the features description).
         video_ids_dir (`str`, *optional*): folder with `{train,dev,test}.video_ids.txt` for TSV

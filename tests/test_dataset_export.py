@@ -36,3 +36,13 @@ def test_cli_export_and_load(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "hub" / "text").iterdir()) == [f"{s}-00000-of-00001.parquet" for s in ("test", "train", "validation")]
     main(["load", "--config", "synthetic", "--option", "train_size=7", "--cache-dir", str(tmp_path / "c")])
     assert "num_rows: 7" in capsys.readouterr().out
+
+
+def test_failed_export_leaves_the_previous_export_as_it_was(tmp_path):
+    out = export_to_folder(tmp_path / "hub", configs=["text"], data_dir=str(MOSI_TEXT), cache_dir=tmp_path / "c")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    # The synthetic config builds, then `cmbert` fails (no pickle): nothing of the new export may land.
+    with pytest.raises(FileNotFoundError, match="MOSI_cmu_audio_CLS.pickle not found"):
+        export_to_folder(out, configs=["synthetic", "cmbert"], data_dir=str(MOSI_TEXT), cache_dir=tmp_path / "c")
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "hub"]  # no staging folder left behind
