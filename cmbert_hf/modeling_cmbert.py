@@ -151,15 +151,19 @@ class CMBertFusionLayer(nn.Module):
 
 
 def _with_utterance_audio_at_cls(audio: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Puts the mean audio vector of the real tokens after `[CLS]` at position 0.
+    """Puts the mean audio vector of the word-pieces (the real tokens but `[CLS]` and `[SEP]`) at position 0.
 
     With a zero `[CLS]` row (every released data file) the `[CLS]` row of `beta` is zero and the prediction
     is blind to the audio (spec, "A flaw in the original"). An utterance-level vector there lets the `[CLS]`
     query weigh each word by how its prosody matches the whole utterance's, which is the cross-modal
     reweighting the paper intends, and it needs no new parameters, so BERT checkpoints load unchanged.
     """
-    mask = attention_mask[:, 1:, None].to(audio.dtype)  # [B, L-1, 1]
-    mean = (audio[:, 1:] * mask).sum(1) / mask.sum(1).clamp_min(1.0)  # [B, D_a]
+    # `[CLS]` (position 0) and `[SEP]` (the last real token; padding is on the right) have zero audio rows,
+    # which would shrink the mean of short utterances the most.
+    sep = attention_mask.sum(1, keepdim=True) - 1  # [B, 1]
+    mask = attention_mask.to(audio.dtype).scatter(1, sep, 0.0)
+    mask[:, 0] = 0.0
+    mean = (audio * mask[:, :, None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1.0)  # [B, D_a]
     return torch.cat([mean[:, None], audio[:, 1:]], dim=1)
 
 

@@ -354,3 +354,18 @@ def test_default_lets_audio_reach_the_prediction():
     grads = _fusion_and_head_grads(model.train(), input_ids, attention_mask, audio)
     for name, grad in grads.items():
         assert grad is not None and torch.count_nonzero(grad) > 0, name
+
+
+def test_cls_audio_is_the_mean_of_the_word_pieces():
+    from cmbert_hf.modeling_cmbert import _with_utterance_audio_at_cls
+
+    lengths = [7, 3, 5]  # real tokens: [CLS], 5 / 1 / 3 word-pieces, [SEP]
+    audio = torch.randn(3, 7, 5)
+    attention_mask = torch.zeros(3, 7, dtype=torch.long)
+    expected = []
+    for row, n in enumerate(lengths):
+        attention_mask[row, :n] = 1
+        expected.append(audio[row, 1 : n - 1].mean(0))
+    out = _with_utterance_audio_at_cls(audio, attention_mask)
+    torch.testing.assert_close(out[:, 0], torch.stack(expected))
+    assert torch.equal(out[:, 1:], audio[:, 1:])
