@@ -38,16 +38,33 @@ class CMBertDataCollator:
                 batch[key] = torch.full((len(features), length), fill, dtype=torch.long)
                 for row, f in zip(batch[key], features):
                     row[: len(f[key])] = torch.as_tensor(f[key])
-        if features[0].get("audio_features") is not None:
-            audio = [torch.as_tensor(f["audio_features"], dtype=torch.float32) for f in features]
-            batch["audio_features"] = torch.zeros(len(features), length, audio[0].shape[-1])
-            for row, a in zip(batch["audio_features"], audio):
-                row[: len(a)] = a
+        if "attention_mask" not in batch:
+            raise ValueError("every sample needs an `attention_mask` (the processor makes one): without it the "
+                             "model would attend to the padding.")
+        if any(f.get("audio_features") is not None for f in features):
+            batch["audio_features"] = self._pad_audio(features, lengths, length)
         label_key = "labels" if "labels" in features[0] else "label" if "label" in features[0] else None
         if label_key is not None:
             labels = torch.as_tensor([f[label_key] for f in features])
             batch["labels"] = labels.float() if labels.is_floating_point() else labels
         return batch
+
+    @staticmethod
+    def _pad_audio(features: list[dict], lengths: list[int], length: int) -> torch.Tensor:
+        audio = []
+        for i, (f, n) in enumerate(zip(features, lengths)):
+            if f.get("audio_features") is None:
+                raise ValueError(f"sample {i} of the batch has no `audio_features` while others have.")
+            a = torch.as_tensor(f["audio_features"], dtype=torch.float32)
+            width = audio[0].shape[-1] if audio else a.shape[-1]
+            if a.ndim != 2 or a.shape != (n, width):
+                raise ValueError(f"`audio_features` of sample {i} must have shape ({n}, {width}) (one row per "
+                                 f"input id, the batch's width), got {tuple(a.shape)}.")
+            audio.append(a)
+        padded = torch.zeros(len(features), length, audio[0].shape[-1])
+        for row, a in zip(padded, audio):
+            row[: len(a)] = a
+        return padded
 
 
 __all__ = ["CMBertDataCollator"]

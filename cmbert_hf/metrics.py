@@ -11,6 +11,8 @@ from sklearn.metrics import f1_score
 
 
 def _binary(pred_pos: np.ndarray, true_pos: np.ndarray, swap_f1: bool = False) -> tuple[float, float]:
+    if pred_pos.size == 0:  # `non0` of a subset whose labels are all 0: nothing to score
+        return float("nan"), float("nan")
     acc = float(np.mean(pred_pos == true_pos) * 100)
     f1 = f1_score(pred_pos, true_pos, average="weighted") if swap_f1 else f1_score(true_pos, pred_pos, average="weighted")
     return acc, float(f1 * 100)
@@ -22,6 +24,9 @@ def sentiment_metrics(predictions, labels) -> dict[str, float]:
     y = np.asarray(labels, dtype=np.float64).reshape(-1)
     if p.shape != y.shape or p.size == 0:
         raise ValueError(f"predictions and labels must be non-empty and of one length, got {p.size} and {y.size}.")
+    for name, values in (("predictions", p), ("labels", y)):
+        if not np.isfinite(values).all():
+            raise ValueError(f"{name} hold NaN or inf at index {int(np.flatnonzero(~np.isfinite(values))[0])}.")
     # np.round rounds halves to even, as the original scoring code (numpy) did: 2.5 -> 2, -0.5 -> -0.
     acc7 = float(np.mean(np.round(np.clip(p, -3, 3)) == np.round(np.clip(y, -3, 3))) * 100)
     corr = float(np.corrcoef(p, y)[0, 1]) if p.std() > 0 and y.std() > 0 else float("nan")

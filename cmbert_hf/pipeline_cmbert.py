@@ -79,6 +79,11 @@ class CMBertSentimentPipeline(Pipeline):
                 f"{type(self).__name__} needs a regression model (num_labels=1), got num_labels="
                 f"{self.model.config.num_labels}."
             )
+        if self.processor.audio_feature_size != self.model.config.audio_feature_size:
+            raise ValueError(
+                f"The processor makes audio vectors of {self.processor.audio_feature_size} features but the model "
+                f"takes {self.model.config.audio_feature_size} (`audio_feature_size`): load both from one folder."
+            )
 
     def _sanitize_parameters(self, max_length=None, return_attention=None):
         preprocess = {} if max_length is None else {"max_length": max_length}
@@ -89,8 +94,8 @@ class CMBertSentimentPipeline(Pipeline):
     def preprocess(self, inputs, max_length=50):
         if isinstance(inputs, str):
             inputs = {"text": inputs}
-        if not isinstance(inputs, dict) or "text" not in inputs:
-            raise ValueError(f"Each input must be a string or a dict with a 'text' key, got {inputs!r}.")
+        if not isinstance(inputs, dict) or not isinstance(inputs.get("text"), str):
+            raise ValueError(f"Each input must be a string or a dict with a 'text' string, got {inputs!r}.")
         unknown = set(inputs) - {"text", "audio_features", "audio_level", "audio", "sampling_rate", "word_timings"}
         if unknown:
             raise ValueError(f"Unknown input keys {sorted(unknown)}.")

@@ -145,7 +145,11 @@ def _is_batched(text, is_split_into_words: bool) -> bool:
 
 
 def _split_words(text, is_split_into_words: bool) -> list[str]:
-    words = list(text) if is_split_into_words else str(text).split()
+    expected = (list, tuple) if is_split_into_words else str
+    if not isinstance(text, expected) or (is_split_into_words and not all(isinstance(w, str) for w in text)):
+        what = "a list of word strings" if is_split_into_words else "a string"
+        raise ValueError(f"each utterance of `text` must be {what}, got {text!r}.")
+    words = list(text) if is_split_into_words else text.split()
     if not words:
         raise ValueError("`text` is empty: CM-BERT needs at least one word per utterance.")
     return words

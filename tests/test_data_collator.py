@@ -45,3 +45,20 @@ def test_text_only_and_class_labels():
     batch = CMBertDataCollator()(features)
     assert "audio_features" not in batch
     assert batch["labels"].dtype == torch.long
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda f: f[1].pop("audio_features"), "sample 1 of the batch has no `audio_features` while others have"),
+        (lambda f: f[1].update(audio_features=np.ones((5, 4))), r"sample 1 must have shape \(5, 5\).*got \(5, 4\)"),
+        (lambda f: f[0].update(audio_features=np.ones((4, 5))), r"sample 0 must have shape \(3, 5\).*got \(4, 5\)"),
+        (lambda f: [x.pop("attention_mask") for x in f], "every sample needs an `attention_mask`"),
+    ],
+    ids=["missing", "width", "longer-than-ids", "no-mask"],
+)
+def test_inconsistent_samples_are_clear_errors(edit, message):
+    features = [sample(3, 2), sample(5, 5)]
+    edit(features)
+    with pytest.raises(ValueError, match=message):
+        CMBertDataCollator()(features)

@@ -70,3 +70,11 @@ def test_bad_input_is_rejected():
         sentiment_metrics([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="non-empty"):
         sentiment_metrics([], [])
+    with pytest.raises(ValueError, match="predictions hold NaN or inf at index 1"):
+        sentiment_metrics([1.0, np.nan], [1.0, 2.0])
+
+
+def test_non0_of_all_zero_labels_is_undefined_not_an_error():
+    metrics = sentiment_metrics([0.5, -1.0], [0.0, 0.0])
+    assert np.isnan(metrics["acc2_non0"]) and np.isnan(metrics["f1_non0"])
+    assert metrics["acc2_has0"] == 50.0 and metrics["mae"] == 0.75

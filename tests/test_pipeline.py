@@ -157,8 +157,10 @@ def test_audio_file_with_word_timings(pipe, model_and_processor, clips, tmp_path
 
 
 def test_bad_inputs_raise_clear_errors(pipe, model_and_processor):
-    with pytest.raises(ValueError, match="'text' key"):
+    with pytest.raises(ValueError, match="a dict with a 'text' string"):
         pipe({"audio_features": word_features("a b")})
+    with pytest.raises(ValueError, match="a dict with a 'text' string"):
+        pipe({"text": ["a", "b"]})
     with pytest.raises(ValueError, match=r"Unknown input keys \['audio_feature'\]"):
         pipe({"text": "a b", "audio_feature": word_features("a b")})
     with pytest.raises(ValueError, match="2 words but 3 word-level audio vectors"):
@@ -169,6 +171,9 @@ def test_bad_inputs_raise_clear_errors(pipe, model_and_processor):
     classifier = CMBertForSequenceClassification(CMBertConfig(**{**model.config.to_dict(), "num_labels": 3}))
     with pytest.raises(ValueError, match="regression model"):
         CMBertSentimentPipeline(model=classifier, processor=processor, device="cpu")
+    wide = CMBertForSequenceClassification(CMBertConfig(**{**model.config.to_dict(), "audio_feature_size": 74}))
+    with pytest.raises(ValueError, match=r"processor makes audio vectors of 5 features but the model takes 74"):
+        CMBertSentimentPipeline(model=wide, processor=processor, device="cpu")
 
 
 def test_saved_folder_names_and_ships_the_pipeline(tiny_folder, pipe):

@@ -83,6 +83,8 @@ def test_batched_and_padded_tensors(processor):
         ({"text": "   ", "audio_features": np.ones((0, 5))}, "`text` is empty"),
         ({"text": "fine", "audio_features": np.ones((1, 5)), "audio_level": "frame"}, "`audio_level` must be one of"),
         ({"text": ["a", "b"], "audio_features": [np.ones((1, 5))]}, "got 2 texts but 1 audio feature arrays"),
+        ({"text": ["fine", 3]}, "each utterance of `text` must be a string, got 3"),
+        ({"text": [["a", 1]], "is_split_into_words": True}, "must be a list of word strings"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(processor, kwargs, message):
@@ -111,6 +113,9 @@ def test_save_and_load_round_trip(processor, tmp_path):
     processor.save_pretrained(tmp_path)
     again = AutoProcessor.from_pretrained(tmp_path)
     assert type(again) is CMBertProcessor and again.audio_feature_size == 5
+    wide = CMBertProcessor(processor.feature_extractor, processor.tokenizer, audio_feature_size=74)
+    wide.save_pretrained(tmp_path / "wide")  # not the feature extractor's own width: must be saved, not derived
+    assert AutoProcessor.from_pretrained(tmp_path / "wide").audio_feature_size == 74
     assert again.feature_extractor.to_dict() == processor.feature_extractor.to_dict()
     kwargs = {"text": "what a day", "audio_features": word_features(3)}
     assert again(**kwargs)["input_ids"] == processor(**kwargs)["input_ids"]
