@@ -103,13 +103,25 @@ def _predict_batch(args) -> None:
     base = Path(args.input).parent
     optional = [c for c in ("audio", "timings", "features") if c in table.columns]
     # Built up front so that a missing file is reported before any prediction runs.
-    inputs = [
-        make_input(row["text"], **{c: row[c] or None for c in optional}, base=base) for _, row in table.iterrows()
-    ]
+    inputs = []
+    for i, row in table.iterrows():
+        try:
+            inputs.append(make_input(row["text"], **{c: row[c] or None for c in optional}, base=base))
+        except CLIError as error:
+            raise CLIError(f"{args.input}, row {i}: {error}") from error
     pipe = load_pipeline(args.model, args.trust_remote_code)
+    pulled = []  # the pipeline preprocesses each input as it pulls it: the last one pulled is the one that failed
+
+    def rows():
+        for i, example in enumerate(inputs):
+            pulled.append(i)
+            yield example
+
     # A generator makes the pipeline stream results, so the bar moves as they come.
-    stream = pipe((example for example in inputs), batch_size=args.batch_size)
-    results = list(tqdm(stream, total=len(inputs), desc="predict"))
+    try:
+        results = list(tqdm(pipe(rows(), batch_size=args.batch_size), total=len(inputs), desc="predict"))
+    except ValueError as error:
+        raise CLIError(f"{args.input}, row {pulled[-1]}: {error}") from error
     for key in ("score", "label", "polarity"):
         table[key] = [result[key] for result in results]
     if _table_format(args.output) == ".tsv":

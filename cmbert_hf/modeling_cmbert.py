@@ -153,6 +153,8 @@ class CMBertFusionLayer(nn.Module):
 def _with_utterance_audio_at_cls(audio: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Puts the mean audio vector of the word-pieces (the real tokens but `[CLS]` and `[SEP]`) at position 0.
 
+    The mean is over rows, so a word split into k pieces, whose vector fills k rows, counts k times.
+
     With a zero `[CLS]` row (every released data file) the `[CLS]` row of `beta` is zero and the prediction
     is blind to the audio (spec, "A flaw in the original"). An utterance-level vector there lets the `[CLS]`
     query weigh each word by how its prosody matches the whole utterance's, which is the cross-modal
@@ -169,6 +171,8 @@ def _with_utterance_audio_at_cls(audio: torch.Tensor, attention_mask: torch.Tens
 
 def _fuse(model, input_ids, attention_mask, token_type_ids, audio_features, cls_only=False):
     """BERT then the fusion layer: the body both models share (`model.bert`, `model.fusion`)."""
+    if input_ids is None:
+        raise ValueError("CM-BERT needs `input_ids` (the fusion layer works on word-piece positions).")
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     if audio_features is not None and audio_features.shape != (*input_ids.shape, model.config.audio_feature_size):

@@ -40,7 +40,8 @@ def attention_figure(result: dict, figsize: tuple[float, float] | None = None, d
     axes = figure.subplots(1, 2)
     for axis, (key, title) in zip(axes, PANELS, strict=True):
         matrix = np.asarray(result[key])
-        assert matrix.shape == (len(tokens), len(tokens)), (key, matrix.shape)
+        if matrix.shape != (len(tokens), len(tokens)):
+            raise ValueError(f"`{key}` has shape {matrix.shape}, expected ({len(tokens)}, {len(tokens)}) for the tokens.")
         image = axis.imshow(matrix, cmap="viridis")
         axis.set_title(title)
         axis.set_xticks(range(len(tokens)), tokens, rotation=90)

@@ -97,6 +97,9 @@ def test_explain_writes_a_png(tiny_folder, tmp_path, capsys):  # noqa: F811
         (["predict", "--input", "{tmp}/missing.tsv", "--output", "{tmp}/out.tsv"], "file not found: {tmp}/missing.tsv"),
         (["predict", "--input", "{tmp}/in.tsv", "--output", "{tmp}/out.csv"], "must end in .tsv or .parquet"),
         (["predict", "--input", "{tmp}/no_text.tsv", "--output", "{tmp}/out.tsv"], "has no `text` column"),
+        (["predict", "--input", "{tmp}/blank.tsv", "--output", "{tmp}/out.tsv"], "{tmp}/blank.tsv, row 1: no text"),
+        (["predict", "--input", "{tmp}/wide.tsv", "--output", "{tmp}/out.tsv"],
+         "{tmp}/wide.tsv, row 1: audio features of sample 0 must have shape (n, 5)"),
         (["predict", "--input", "{tmp}/in.tsv"], "--input needs --output"),
         (["predict"], "pass either --text"),
         (["predict", "--input", "{tmp}/in.tsv", "--output", "{tmp}/o.tsv", "--audio", "{tmp}/a.wav"], "go with --text"),
@@ -107,6 +110,9 @@ def test_explain_writes_a_png(tiny_folder, tmp_path, capsys):  # noqa: F811
 def test_errors_are_messages_and_a_non_zero_exit(tiny_folder, tmp_path, capsys, argv, message):  # noqa: F811
     (tmp_path / "in.tsv").write_text("text\ngood\n")
     (tmp_path / "no_text.tsv").write_text("sentence\ngood\n")
+    (tmp_path / "blank.tsv").write_text("text\tfeatures\ngood\t\n\t\n")
+    np.save(tmp_path / "wide.npy", np.ones((1, 4)))
+    (tmp_path / "wide.tsv").write_text("text\tfeatures\ngood\t\nfine\twide.npy\n")
     argv = [arg.format(tmp=tmp_path) for arg in argv]
     assert main([argv[0], "--model", str(tiny_folder), *argv[1:]]) == 1
     error = capsys.readouterr().err
