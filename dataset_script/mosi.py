@@ -15,6 +15,7 @@ installed `dataset_script` package, so it also loads as a stand-alone module nam
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -233,18 +234,19 @@ class Mosi(datasets.GeneratorBasedBuilder):
                 s: find_source(config.data_dir, f"{stem}.tsv", ("", "text", "data/text"), instructions)
                 for s, stem in TSV_SPLITS.items()
             }
-        rows = {}
+        ids_paths = {}
         for split, stem in TSV_SPLITS.items():
-            texts, labels = sources.read_tsv(paths[split], split)
-            video_ids = [""] * len(texts)
             ids_dir = config.video_ids_dir or (config.data_dir and paths[split].parent)
-            if ids_dir:
-                try:
-                    ids_path = find_source(ids_dir, f"{stem}.video_ids.txt", ("",), "Pass video_ids_dir=<folder>.")
-                    video_ids = sources.read_video_ids(ids_path, split, len(texts))
-                except MissingSourceError:
-                    if config.video_ids_dir:  # asked for explicitly, so its absence is an error
-                        raise
+            ids_paths[split] = Path(ids_dir, f"{stem}.video_ids.txt") if ids_dir else None
+        found = [split for split, path in ids_paths.items() if path and path.is_file()]
+        # Optional beside the TSVs, but all three or none; a folder asked for explicitly must hold them all.
+        if (found or config.video_ids_dir) and len(found) < len(TSV_SPLITS):
+            missing = [str(path) for split, path in ids_paths.items() if split not in found]
+            raise MissingSourceError(f"video-id files {missing} not found: give all three splits' or none.")
+        rows = {}
+        for split in TSV_SPLITS:
+            texts, labels = sources.read_tsv(paths[split], split)
+            video_ids = sources.read_video_ids(ids_paths[split], split, len(texts)) if found else [""] * len(texts)
             ids = [f"{split}-{row}" for row in range(len(texts))]
             rows[split] = SplitRows(ids=ids, video_ids=video_ids, texts=texts, labels=labels)
         return rows

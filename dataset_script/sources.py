@@ -86,7 +86,7 @@ def read_tsv(path, split: str) -> tuple[list[str], np.ndarray]:
 
 def read_video_ids(path, split: str, num_rows: int) -> list[str]:
     """One video id per line, as many lines as the split has rows."""
-    ids = Path(path).read_text(encoding="utf-8").splitlines()
+    ids = Path(path).read_text(encoding="utf-8-sig").splitlines()
     while ids and not ids[-1].strip():
         ids.pop()
     if len(ids) != num_rows:

@@ -124,10 +124,16 @@ def test_bad_tsv(release, tmp_path, stem, row, line, message):
 
 @needs_text
 def test_missing_and_short_files(release, tmp_path):
+    for stem in ("train", "test"):
+        shutil.copy(MOSI_TEXT / f"{stem}.video_ids.txt", release)
     (release / "dev.video_ids.txt").write_text("a\nb\n")
     with pytest.raises(MosiDataError, match=r"dev.video_ids.txt, split 'validation': 2 video ids \(expected 229"):
         build(release, tmp_path)
-    (release / "dev.video_ids.txt").unlink()  # video ids are optional: the next failure is the pickle's
+    (release / "dev.video_ids.txt").unlink()
+    with pytest.raises(MissingSourceError, match=r"video-id files \['.*release/dev.video_ids.txt'\] not found"):
+        build(release, tmp_path)
+    for stem in ("train", "test"):  # video ids are optional, all three or none: the next failure is the pickle's
+        (release / f"{stem}.video_ids.txt").unlink()
     (release / PICKLE).unlink()
     with pytest.raises(MissingSourceError, match=rf"^{PICKLE} not found \(looked at .*release/{PICKLE}"):
         build(release, tmp_path)
