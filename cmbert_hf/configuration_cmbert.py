@@ -13,6 +13,8 @@ logger = logging.get_logger(__name__)
 
 SCALING_MODES = ("batch", "sample", "none")
 CLS_AUDIO_MODES = ("input", "mean")
+# The fusion settings of the authors' code (`CMBertConfig.original()`, `train.py --original`).
+ORIGINAL_FUSION = {"text_scaling": "batch", "audio_scaling": "none", "cls_audio": "input"}
 
 
 class CMBertConfig(BertConfig):
@@ -89,7 +91,7 @@ class CMBertConfig(BertConfig):
     @classmethod
     def original(cls, **kwargs) -> "CMBertConfig":
         """The authors' code: whole-batch text scaling, unscaled audio, the input's zero `[CLS]` audio row."""
-        kwargs = {"text_scaling": "batch", "audio_scaling": "none", "cls_audio": "input", **kwargs}
+        kwargs = {**ORIGINAL_FUSION, **kwargs}
         return cls(**kwargs)
 
     @classmethod

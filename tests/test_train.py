@@ -95,6 +95,8 @@ def test_conflicting_arguments_fail_before_training(tiny_checkpoint, dataset_cac
 def test_original_switch_sets_the_audio_blind_settings():
     model_args, _, _ = train.parse_args(["--config", str(ROOT / "configs/demo.yaml"), "--original"])
     assert (model_args.cls_audio, model_args.text_scaling, model_args.audio_scaling) == ("input", "batch", "none")
+    with pytest.raises(ValueError, match="--original sets text_scaling='batch'; it cannot go with text_scaling='none'"):
+        train.parse_args(["--config", str(ROOT / "configs/demo.yaml"), "--original", "--text_scaling", "none"])
 
 
 # --- the recipe's parameter groups ----------------------------------------------------------------
