@@ -36,7 +36,7 @@ CMU-MOSI (2199 opinion utterances from 93 YouTube videos, sentiment in [-3, 3]; 
 
 Features:
 - `id` (string): `<split>-<row>` for TSV and synthetic sources, MMSA's `video$_$clip` otherwise.
-- `video_id` (string): source video, "" where unknown (TSV sources without `{split}.video_ids.txt`).
+- `video_id` (string): source video, "" where unknown (TSV sources without `{train,dev,test}.video_ids.txt`).
 - `text` (string): the transcript as stored (upper case in the CM-BERT TSVs).
 - `label` (float32): sentiment in [-3, 3].
 - `label7` (ClassLabel): round(clip(label, -3, 3)) + 3 with numpy rounding (halves to even),
@@ -83,7 +83,8 @@ class MosiConfig(datasets.BuilderConfig):
         vision_dim (`int`, *optional*): declared vision width; `None` = no `vision` column.
         audio_level (`str`): "none", "word", "token" or "frame" (see the features description).
         video_ids_dir (`str`, *optional*): folder with `{train,dev,test}.video_ids.txt` for TSV
-            sources; defaults to the TSVs' folder, where a missing file just leaves `video_id` "".
+            sources; defaults to the TSVs' folder, where they are optional (all three or none: without them
+            `video_id` is "").
         seed, train_size, validation_size, test_size, cross_modal_fraction: the synthetic source
             (`dataset_script.synthetic`).
     """
