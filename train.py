@@ -285,7 +285,8 @@ def main(argv: list[str] | None = None, callbacks=None) -> dict:
     logger.warning(
         "process %d of %d, device %s, distributed %s, global train batch %d",
         training_args.process_index, training_args.world_size, training_args.device, training_args.parallel_mode.value,
-        training_args.per_device_train_batch_size * training_args.world_size * training_args.gradient_accumulation_steps,
+        training_args.per_device_train_batch_size * training_args.world_size
+        * training_args.gradient_accumulation_steps,
     )
     push = training_args.push_to_hub
     if push and not training_args.hub_model_id:

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
-from transformers import pipeline
+from transformers import AutoConfig, pipeline
+from transformers.dynamic_module_utils import get_class_from_dynamic_module
+from transformers.utils import cached_file
 
 from .hub import PushError, push_folder
 from .metrics import sentiment_metrics
@@ -38,11 +40,26 @@ def _push(args) -> int:
 
 
 def load_pipeline(model: str, trust_remote_code: bool = False) -> CMBertSentimentPipeline:
-    """The sentiment pipeline of a local folder or Hub repo: this package's code, or the repo's own with
-    `trust_remote_code` (a saved config names its pipeline, which transformers only runs when trusted)."""
-    if trust_remote_code:
-        return pipeline(model=model, trust_remote_code=True)
-    return pipeline(TASK, model=model, pipeline_class=CMBertSentimentPipeline)
+    """The sentiment pipeline of a local folder or Hub repo: this package's code, or with `trust_remote_code`
+    the folder's or repo's own code for every part (model, processor, pipeline).
+
+    The remote classes are fetched the way the Auto classes fetch them, from the `auto_map` entries, because
+    the Auto classes themselves prefer the classes this package registers on import over remote code.
+    """
+    if not trust_remote_code:
+        return pipeline(TASK, model=model, pipeline_class=CMBertSentimentPipeline)
+    config = AutoConfig.from_pretrained(model, trust_remote_code=True)
+    processor_config = json.loads(Path(cached_file(model, "processor_config.json")).read_text())
+
+    def remote(reference: str):
+        return get_class_from_dynamic_module(reference, model)
+
+    processor = remote(processor_config["auto_map"]["AutoProcessor"]).from_pretrained(model)
+    # The processor resolves its feature extractor by class name, which again finds this package's class.
+    extractor = processor_config["feature_extractor"]["auto_map"]["AutoFeatureExtractor"]
+    processor.feature_extractor = remote(extractor).from_pretrained(model)
+    network = remote(config.auto_map["AutoModelForSequenceClassification"]).from_pretrained(model)
+    return remote(config.custom_pipelines[TASK]["impl"])(model=network, processor=processor)
 
 
 def _existing(path, base: Path | None = None) -> Path:
@@ -161,8 +178,10 @@ def _evaluate(args) -> None:
 
     results = tqdm(pipe(examples(), batch_size=args.batch_size), total=len(split), desc="evaluate")
     metrics = sentiment_metrics([result["score"] for result in results], split["label"])
-    model = type(pipe.model)  # with --trust-remote-code, the class the folder's own code defines
-    print(f"{args.data} {args.split}: {len(split)} utterances, model {model.__module__}.{model.__name__}")
+    # With --trust-remote-code, classes of the folder's own code (transformers_modules.<folder>...).
+    classes = [type(part) for part in (pipe.model, pipe.processor, pipe.processor.feature_extractor)]
+    names = ", ".join(f"{c.__module__}.{c.__name__}" for c in classes)
+    print(f"{args.data} {args.split}: {len(split)} utterances; {names}")
     print("| metric | value |\n|---|---|")
     for name, value in metrics.items():
         print(f"| {name} | {value:.4f} |")

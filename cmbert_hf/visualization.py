@@ -41,7 +41,8 @@ def attention_figure(result: dict, figsize: tuple[float, float] | None = None, d
     for axis, (key, title) in zip(axes, PANELS, strict=True):
         matrix = np.asarray(result[key])
         if matrix.shape != (len(tokens), len(tokens)):
-            raise ValueError(f"`{key}` has shape {matrix.shape}, expected ({len(tokens)}, {len(tokens)}) for the tokens.")
+            expected = (len(tokens), len(tokens))
+            raise ValueError(f"`{key}` has shape {matrix.shape}, expected {expected} for the tokens.")
         image = axis.imshow(matrix, cmap="viridis")
         axis.set_title(title)
         axis.set_xticks(range(len(tokens)), tokens, rotation=90)

@@ -6,5 +6,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 OUT=${OUT:-outputs/demo}
 .venv/bin/python train.py --config configs/demo.yaml --output_dir "$OUT" "$@"
-# A new process loads the folder through AutoModelForSequenceClassification(..., trust_remote_code=True).
+# A new process reloads the folder from its own code (the classes its auto_map names, as
+# AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True) loads them) and scores it.
 .venv/bin/cmbert evaluate --model "$OUT" --trust-remote-code --data synthetic --split test

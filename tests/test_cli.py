@@ -13,7 +13,7 @@ from PIL import Image
 from test_feature_extraction import ESPEAK_RATE, clips, join  # noqa: F401  (clips: the espeak-ng fixture)
 from test_pipeline import TEXTS, model_and_processor, pipe, tiny_folder, word_features  # noqa: F401  (fixtures)
 
-from cmbert_hf.cli import main
+from cmbert_hf.cli import load_pipeline, main
 from cmbert_hf.metrics import sentiment_metrics
 from dataset_script import load_mosi
 
@@ -72,13 +72,30 @@ def test_evaluate_prints_the_metrics_of_a_split(tiny_folder, pipe, tmp_path_fact
     assert main([*argv, "--split", "validation", "--max-samples", "12", "--batch-size", "5"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     model = "cmbert_hf.modeling_cmbert.CMBertForSequenceClassification"
-    assert lines[0] == f"synthetic validation: 12 utterances, model {model}"
+    assert lines[0].startswith(f"synthetic validation: 12 utterances; {model}")
     printed = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in lines[3:]}
 
     rows = load_mosi("synthetic", cache_dir=cache)["validation"].select(range(12))
     scores = [pipe({"text": row["text"], "audio_features": row["audio"]})["score"] for row in rows]
     expected = sentiment_metrics(scores, rows["label"])
     assert printed == pytest.approx(expected, abs=1e-4)
+
+
+def test_trust_remote_code_runs_the_folders_own_code(tiny_folder, tmp_path_factory, capsys):  # noqa: F811
+    # transformers' Auto classes would pick the classes this package registers on import; the flag must not.
+    pipe = load_pipeline(str(tiny_folder), trust_remote_code=True)
+    for part in (pipe, pipe.model, pipe.processor, pipe.processor.feature_extractor, pipe.processor.tokenizer):
+        assert not type(part).__module__.startswith("cmbert_hf"), type(part)
+    assert type(pipe.model).__module__.startswith("transformers_modules.")
+    cache = tmp_path_factory.mktemp("datasets-cache")
+    argv = ["evaluate", "--data", "synthetic", "--cache-dir", str(cache), "--split", "validation"]
+    argv += ["--max-samples", "12"]
+    assert main([argv[0], "--model", str(tiny_folder), *argv[1:]]) == 0
+    local = capsys.readouterr().out.splitlines()
+    assert main([argv[0], "--model", str(tiny_folder), "--trust-remote-code", *argv[1:]]) == 0
+    remote = capsys.readouterr().out.splitlines()
+    assert remote[0].count("transformers_modules.") == 3 and "cmbert_hf" not in remote[0]
+    assert remote[1:] == local[1:]  # the same metrics table
 
 
 def test_explain_writes_a_png(tiny_folder, tmp_path, capsys):  # noqa: F811
