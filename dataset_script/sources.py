@@ -185,16 +185,18 @@ def read_mmsa(path, aligned: bool, audio_dim: int, vision_dim: int | None) -> di
             raise MosiDataError(path, f"regression_labels of shape {labels.shape}", split=split, expected="one label per row")
         labels = labels[:, 0]
         check_labels(labels, path, split)
-        rows = SplitRows(
+        widths = {"audio": audio_dim, "vision": vision_dim}
+        features = {
+            m: check_features(_cut(part, m, aligned, path, split), path, split, m, widths[m], steps) for m in modalities
+        }
+        out[split] = SplitRows(
             ids=ids,
             video_ids=[i.split("$_$")[0] for i in ids],
             texts=[str(t) for t in part["raw_text"]],
             labels=labels,
-            audio=check_features(_cut(part, "audio", aligned, path, split), path, split, "audio", audio_dim, steps),
+            audio=features["audio"],
+            vision=features.get("vision"),
         )
-        if vision_dim:
-            rows.vision = check_features(_cut(part, "vision", aligned, path, split), path, split, "vision", vision_dim, steps)
-        out[split] = rows
     return out
 
 
