@@ -257,6 +257,7 @@ def write_results(output_dir, model_args, data_args, training_args, metrics, sta
         "seed": training_args.seed,
         "global_step": state.global_step,
         "world_size": training_args.world_size,
+        "total_train_batch_size": total_train_batch_size(training_args),
         "samples": samples,
         "audio_feature_size": audio_width,
         "model": vars(model_args),
@@ -266,6 +267,11 @@ def write_results(output_dir, model_args, data_args, training_args, metrics, sta
     }
     Path(output_dir, "results.json").write_text(json.dumps(results, indent=2, default=str))
     write_model_card(TEMPLATE, output_dir, results, training_args.hub_model_id)
+
+
+def total_train_batch_size(training_args) -> int:
+    """Samples per optimiser step over all processes."""
+    return training_args.per_device_train_batch_size * training_args.world_size * training_args.gradient_accumulation_steps
 
 
 def summarize(per_seed: dict[int, dict]) -> dict:
@@ -285,8 +291,7 @@ def main(argv: list[str] | None = None, callbacks=None) -> dict:
     logger.warning(
         "process %d of %d, device %s, distributed %s, global train batch %d",
         training_args.process_index, training_args.world_size, training_args.device, training_args.parallel_mode.value,
-        training_args.per_device_train_batch_size * training_args.world_size
-        * training_args.gradient_accumulation_steps,
+        total_train_batch_size(training_args),
     )
     push = training_args.push_to_hub
     if push and not training_args.hub_model_id:

@@ -37,13 +37,10 @@ def _dataset(config_name: str) -> tuple[str, str]:
 
 
 def _hyperparameters(results: dict) -> dict:
-    training = results["training"]
-    world_size = results["world_size"]
-    total_batch = training["per_device_train_batch_size"] * training["gradient_accumulation_steps"] * world_size
     return {
-        **{k: training[k] for k in TRAINING_HYPERPARAMETERS},
-        "processes": world_size,
-        "total_train_batch_size": total_batch,
+        **{k: results["training"][k] for k in TRAINING_HYPERPARAMETERS},
+        "processes": results["world_size"],
+        "total_train_batch_size": results["total_train_batch_size"],
         **{k: results["model"][k] for k in MODEL_HYPERPARAMETERS},
         "max_length": results["data"]["max_length"],
         "seed": results["seed"],
