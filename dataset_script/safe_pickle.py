@@ -11,6 +11,7 @@ numpy sees it; what a check refuses raises `UnsafePickleError` naming the file.
 """
 
 import pickle
+import reprlib
 from pathlib import Path
 
 import numpy as np
@@ -30,16 +31,16 @@ except ImportError:  # numpy 1.x
 # void dtypes are never needed.
 _KINDS = "biufUSO"
 _NEEDS_INIT = 0x08  # numpy versions differ on whether `U` sets it; it only asks for zeroed memory
+# Error messages quote values from the file: shortened, but long enough to show a whole dtype state.
+_REPR = reprlib.Repr()
+_REPR.maxtuple, _REPR.maxstring, _REPR.maxother = 10, 60, 60
+_repr = _REPR.repr
 # Real files nest dict > dict > object array > array; anything deeper is not a feature pickle.
 MAX_DEPTH = 8
 
 
 class UnsafePickleError(pickle.UnpicklingError):
     """The pickle asks for more than numpy arrays and plain containers need; refused before it was built."""
-
-
-class _NdarrayClass:
-    """What `numpy.ndarray` resolves to: only `_reconstruct`'s first argument, never callable from the pickle."""
 
 
 class SafeUnpickler(pickle._Unpickler):
@@ -64,7 +65,7 @@ class SafeUnpickler(pickle._Unpickler):
         self._bytes_left = size
         self._dtypes = {}  # id -> dtype made by `_dtype`, kept alive so ids stay unique
         self._unbuilt = {}  # id -> array from `_reconstruct` awaiting its one BUILD
-        self._allowed = {("numpy", "ndarray"): _NdarrayClass, ("numpy", "dtype"): self._dtype, ("_codecs", "encode"): self._encode}
+        self._allowed = {("numpy", "ndarray"): self._ndarray, ("numpy", "dtype"): self._dtype, ("_codecs", "encode"): self._encode}
         for package in ("numpy.core", "numpy._core"):
             self._allowed[(f"{package}.multiarray", "_reconstruct")] = self._reconstruct
             self._allowed[(f"{package}.multiarray", "scalar")] = self._scalar
@@ -95,9 +96,9 @@ class SafeUnpickler(pickle._Unpickler):
         """`numpy.dtype(spec, False, True)` for a plain numeric or string spec, as numpy pickles it."""
         dtype = np.dtype(spec) if isinstance(spec, str) and spec.isascii() else None
         if dtype is None or dtype.kind not in _KINDS or dtype.fields is not None or dtype.subdtype is not None:
-            raise self.refuse(f"dtype {spec!r}; only bool, integer, float, string and object dtypes are allowed")
+            raise self.refuse(f"dtype {_repr(spec)}; only bool, integer, float, string and object dtypes are allowed")
         if (align, copy) != (False, True):  # copy=False would hand out (and let BUILD rewrite) numpy's shared dtype
-            raise self.refuse(f"dtype arguments (align={align!r}, copy={copy!r})")
+            raise self.refuse(f"dtype arguments (align={_repr(align)}, copy={_repr(copy)})")
         dtype = np.dtype(spec, False, True)
         self._dtypes[id(dtype)] = dtype
         return dtype
@@ -109,17 +110,21 @@ class SafeUnpickler(pickle._Unpickler):
                 expected = dtype.newbyteorder(order).__reduce__()[2]
                 if state[:7] == expected[:7] and state[7] | _NEEDS_INIT == expected[7] | _NEEDS_INIT:
                     return
-        raise self.refuse(f"dtype state {state!r} for {dtype.str!r}; it is not numpy's own for that dtype")
+        raise self.refuse(f"dtype state {_repr(state)} for {_repr(dtype.str)}; it is not numpy's own for that dtype")
 
     def _known_dtype(self, dtype) -> np.dtype:
         if not isinstance(dtype, np.dtype) or self._dtypes.get(id(dtype)) is not dtype:
-            raise self.refuse(f"array dtype {dtype!r}; it must be a dtype the pickle built with numpy.dtype")
+            raise self.refuse(f"array dtype {_repr(dtype)}; it must be a dtype the pickle built with numpy.dtype")
         return dtype
+
+    def _ndarray(self, *args):
+        """What `numpy.ndarray` resolves to: `_reconstruct`'s first argument, never to be called from the pickle."""
+        raise self.refuse("to call numpy.ndarray (it could allocate any shape)")
 
     def _reconstruct(self, subtype, shape, dtype):
         """The empty array that numpy's pickles make before filling it with BUILD."""
-        if subtype is not _NdarrayClass or shape != (0,) or dtype not in (b"b", "b"):
-            raise self.refuse(f"array reconstruction ({subtype!r}, {shape!r}, {dtype!r}); numpy writes (ndarray, (0,), b'b')")
+        if subtype != self._ndarray or shape != (0,) or dtype not in (b"b", "b"):
+            raise self.refuse(f"array reconstruction ({_repr(subtype)}, {_repr(shape)}, {_repr(dtype)}); numpy writes (ndarray, (0,), b'b')")
         array = _multiarray._reconstruct(np.ndarray, (0,), b"b")
         self._unbuilt[id(array)] = array
         return array
@@ -134,20 +139,20 @@ class SafeUnpickler(pickle._Unpickler):
         if dtype.hasobject:
             if type(data) is not list or len(data) != count:
                 raise self.refuse(f"object array data of {type(data).__name__}; numpy writes a list of its {count} elements")
-            self._take(count, f"an object array of shape {shape}")
+            self._take(count, f"an object array of shape {_repr(shape)}")
         else:
             if type(data) is not bytes or len(data) != count * dtype.itemsize:
-                raise self.refuse(f"array data of {type(data).__name__}; expected {count * dtype.itemsize} bytes for shape {shape} of {dtype.str}")
-            self._take(len(data), f"an array of shape {shape}")
+                raise self.refuse(f"array data of {type(data).__name__}; expected {count * dtype.itemsize} bytes for shape {_repr(shape)} of {dtype.str}")
+            self._take(len(data), f"an array of shape {_repr(shape)}")
 
     def _count(self, shape) -> int:
         if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
-            raise self.refuse(f"array shape {shape!r}")
+            raise self.refuse(f"array shape {_repr(shape)}")
         count = 1
         for n in shape:
             count *= n
         if count > self.size:  # checked apart from the bytes: items of size 0 take no bytes but are still iterated
-            raise self.refuse(f"an array of shape {shape}: more elements than the {self.size} bytes the file holds")
+            raise self.refuse(f"an array of shape {_repr(shape)}: more elements than the {self.size} bytes the file holds")
         return count
 
     def _frombuffer(self, buffer, dtype, shape, order):
@@ -155,8 +160,8 @@ class SafeUnpickler(pickle._Unpickler):
         dtype = self._known_dtype(dtype)
         count = self._count(shape)
         if dtype.hasobject or type(buffer) not in (bytes, bytearray) or len(buffer) != count * dtype.itemsize or order not in ("C", "F"):
-            raise self.refuse(f"buffer array of {dtype.str}, shape {shape!r}, order {order!r} from {len(buffer) if isinstance(buffer, (bytes, bytearray)) else type(buffer).__name__} bytes")
-        self._take(len(buffer), f"an array of shape {shape}")
+            raise self.refuse(f"buffer array of {dtype.str}, shape {_repr(shape)}, order {_repr(order)} from a {type(buffer).__name__}")
+        self._take(len(buffer), f"an array of shape {_repr(shape)}")
         return _numeric._frombuffer(buffer, dtype, shape, order)
 
     def _scalar(self, dtype, data=None):
@@ -170,12 +175,12 @@ class SafeUnpickler(pickle._Unpickler):
     def _encode(self, text, encoding="utf-8", errors="strict"):
         """`_codecs.encode(text, "latin1")`: how protocol <= 2 pickles store array bytes, and nothing else."""
         if type(text) is not str or encoding not in ("latin1", "latin-1") or errors != "strict":
-            raise self.refuse(f"_codecs.encode({type(text).__name__}, {encoding!r}); numpy only writes the 'latin1' encoding of a str")
+            raise self.refuse(f"_codecs.encode({type(text).__name__}, {_repr(encoding)}); numpy only writes the 'latin1' encoding of a str")
         return text.encode("latin1")
 
     def _empty_bytes(self, *args):
         if args:  # bytes(n) would allocate n bytes the file does not hold
-            raise self.refuse(f"bytes{args!r}; only bytes() is allowed")
+            raise self.refuse(f"bytes{_repr(args)}; only bytes() is allowed")
         return b""
 
     def load_build(self):

@@ -7,6 +7,7 @@ a dict of arrays). Every reader raises `MosiDataError` naming the file, split, r
 expected, so a bad file fails before `datasets` starts writing Arrow shards.
 """
 
+import codecs
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,11 +63,25 @@ def find_source(data_dir, name: str, subdirs: tuple[str, ...], instructions: str
     raise MissingSourceError(f"{name} not found (looked at {looked}).\n{instructions}")
 
 
-def read_tsv(path, split: str) -> tuple[list[str], np.ndarray]:
-    """Transcripts and labels of a CM-BERT TSV (header `text<TAB>label`; CRLF and a missing final newline are fine)."""
-    lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+def read_lines(path, split: str, header: bool) -> list[str]:
+    """The lines of a UTF-8 text file without trailing blank ones (a BOM, CRLF and no final newline are fine);
+    `header` says whether line 1 is a header, i.e. whether rows start at line 2."""
+    data = Path(path).read_bytes().removeprefix(codecs.BOM_UTF8)
+    try:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        line = len((data[: e.start].decode("utf-8") + "x").splitlines())  # 1-based, split as the text would be
+        row = line - 1 - header
+        raise MosiDataError(path, f"line {line} is not UTF-8 ({e.reason} at byte {e.start})", split=split,
+                            row=row if row >= 0 else None, expected="UTF-8 text") from None
     while lines and not lines[-1].strip():
         lines.pop()
+    return lines
+
+
+def read_tsv(path, split: str) -> tuple[list[str], np.ndarray]:
+    """Transcripts and labels of a CM-BERT TSV (header `text<TAB>label`)."""
+    lines = read_lines(path, split, header=True)
     if not lines or lines[0].split("\t") != ["text", "label"]:
         raise MosiDataError(path, f"bad header {lines[:1]}", split=split, expected="'text<TAB>label'")
     texts, labels = [], []
@@ -79,6 +94,7 @@ def read_tsv(path, split: str) -> tuple[list[str], np.ndarray]:
         except ValueError:
             raise MosiDataError(path, f"label {fields[1]!r} is not a number", split=split, row=row) from None
         texts.append(fields[0])
+    check_texts(texts, path, split)
     labels = np.asarray(labels, dtype=np.float32)
     check_labels(labels, path, split)
     return texts, labels
@@ -86,12 +102,16 @@ def read_tsv(path, split: str) -> tuple[list[str], np.ndarray]:
 
 def read_video_ids(path, split: str, num_rows: int) -> list[str]:
     """One video id per line, as many lines as the split has rows."""
-    ids = Path(path).read_text(encoding="utf-8-sig").splitlines()
-    while ids and not ids[-1].strip():
-        ids.pop()
+    ids = read_lines(path, split, header=False)
     if len(ids) != num_rows:
         raise MosiDataError(path, f"{len(ids)} video ids", split=split, expected=f"{num_rows}, one per transcript")
     return [i.strip() for i in ids]
+
+
+def check_texts(texts: list[str], file, split: str) -> None:
+    for row, text in enumerate(texts):
+        if not text.strip():  # the tokenizer would give CM-BERT no word to align audio with
+            raise MosiDataError(file, f"empty text {text!r}", split=split, row=row, expected="a transcript of at least one word")
 
 
 def check_labels(labels: np.ndarray, file, split: str) -> None:
@@ -172,7 +192,7 @@ def read_mmsa(path, aligned: bool, audio_dim: int, vision_dim: int | None) -> di
         missing = [k for k in required if k not in part]
         if missing:
             raise MosiDataError(path, f"missing arrays {missing}", split=split, expected=f"keys {required}")
-        ids = [str(i) for i in part["id"]]
+        ids = _strings(part["id"], path, split, "id")
         for name in required[1:]:
             count = len(part[name]) if np.ndim(part[name]) else 0  # a scalar holds no rows
             if count != len(ids):
@@ -184,6 +204,8 @@ def read_mmsa(path, aligned: bool, audio_dim: int, vision_dim: int | None) -> di
         if labels.shape[1] != 1:
             raise MosiDataError(path, f"regression_labels of shape {labels.shape}", split=split, expected="one label per row")
         labels = labels[:, 0]
+        texts = _strings(part["raw_text"], path, split, "raw_text")
+        check_texts(texts, path, split)
         check_labels(labels, path, split)
         widths = {"audio": audio_dim, "vision": vision_dim}
         features = {
@@ -192,11 +214,29 @@ def read_mmsa(path, aligned: bool, audio_dim: int, vision_dim: int | None) -> di
         out[split] = SplitRows(
             ids=ids,
             video_ids=[i.split("$_$")[0] for i in ids],
-            texts=[str(t) for t in part["raw_text"]],
+            texts=texts,
             labels=labels,
             audio=features["audio"],
             vision=features.get("vision"),
         )
+    return out
+
+
+def _strings(values, path, split: str, name: str) -> list[str]:
+    """`id` / `raw_text` as str: numpy `U` / `S` arrays or object arrays of str / bytes; bytes must be UTF-8."""
+    if np.ndim(values) != 1:
+        raise MosiDataError(path, f"'{name}' of {np.ndim(values)} dimensions", split=split, expected="one string per row")
+    out = []
+    for row, value in enumerate(values):
+        if isinstance(value, bytes):  # numpy `S` items are `np.bytes_`, a bytes subclass
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise MosiDataError(path, f"'{name}' {bytes(value)!r} is not UTF-8 ({e.reason} at byte {e.start})", split=split,
+                                    row=row, expected="UTF-8 text") from None
+        if not isinstance(value, str):
+            raise MosiDataError(path, f"'{name}' is a {type(value).__name__}", split=split, row=row, expected="a string")
+        out.append(str(value))  # np.str_ -> str
     return out
 
 

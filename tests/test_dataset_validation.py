@@ -1,16 +1,24 @@
 """Bad source files fail with errors naming file, split, row and expectation; pickles load safely."""
 
+import codecs
+import os
 import pickle
+import resource
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from numpy._core.multiarray import _reconstruct, scalar
+from numpy._core.numeric import _frombuffer
 
-from dataset_script import MissingSourceError, MosiDataError, load_mosi
-from dataset_script.safe_pickle import safe_load
+from dataset_script import MissingSourceError, MosiDataError, UnsafePickleError, load_mosi
+from dataset_script.safe_pickle import MAX_DEPTH, safe_load
 from helpers import MOSI_TEXT
 
+ROOT = Path(__file__).resolve().parents[1]
 SIZES = (1284, 229, 686)
 PICKLE = "MOSI_cmu_audio_CLS.pickle"
 
@@ -40,10 +48,11 @@ def write_audio(folder: Path, arrays) -> None:
     (folder / PICKLE).write_bytes(pickle.dumps(tuple(arrays) if isinstance(arrays, list) else arrays))
 
 
-def edit_tsv(folder: Path, stem: str, row: int, line: str) -> None:
-    lines = (folder / f"{stem}.tsv").read_text().splitlines()
+def edit_tsv(folder: Path, stem: str, row: int, line: str | bytes) -> None:
+    line = line if isinstance(line, bytes) else line.encode()
+    lines = (folder / f"{stem}.tsv").read_bytes().splitlines()
     lines[row + 1] = line
-    (folder / f"{stem}.tsv").write_text("\n".join(lines))
+    (folder / f"{stem}.tsv").write_bytes(b"\n".join(lines))
 
 
 def build(folder: Path, tmp_path: Path, config="cmbert", **kwargs):
@@ -112,14 +121,36 @@ def test_truncated_pickle(release, tmp_path):
         ("train", 3, "SO GOOD\tgreat", "train.tsv, split 'train', row 3: label 'great' is not a number"),
         ("train", 2, "SO\tGOOD\t1.0", "train.tsv, split 'train', row 2: 3 fields on line 4 (expected 2)"),
         ("dev", -1, "sentence\tscore", "dev.tsv, split 'validation': bad header"),
+        ("train", 4, "\t1.0", "train.tsv, split 'train', row 4: empty text '' (expected a transcript of at least one word)"),
+        ("test", 0, " \t -1.0", "test.tsv, split 'test', row 0: empty text ' '"),
     ],
-    ids=["label-range", "label-nan", "label-text", "fields", "header"],
+    ids=["label-range", "label-nan", "label-text", "fields", "header", "empty-text", "blank-text"],
 )
 def test_bad_tsv(release, tmp_path, stem, row, line, message):
     edit_tsv(release, stem, row, line)
     with pytest.raises(MosiDataError) as error:
         build(release, tmp_path, config="text")
     assert message in str(error.value)
+
+
+@needs_text
+def test_text_that_is_not_utf8(release, tmp_path):
+    edit_tsv(release, "dev", 5, "CAF\xc9 GOOD\t1.0".encode("latin-1"))
+    offset = (release / "dev.tsv").read_bytes().index(b"\xc9")
+    with pytest.raises(MosiDataError) as error:
+        build(release, tmp_path, config="text")
+    assert str(error.value) == (
+        f"{release / 'dev.tsv'}, split 'validation', row 5: line 7 is not UTF-8 (invalid continuation byte at byte {offset})"
+        " (expected UTF-8 text)"
+    )
+    shutil.copy(MOSI_TEXT / "dev.tsv", release)
+    for stem in ("train", "dev", "test"):
+        shutil.copy(MOSI_TEXT / f"{stem}.video_ids.txt", release)
+    ids = (release / "test.video_ids.txt").read_bytes().splitlines()
+    ids[2] += b"\xff"
+    (release / "test.video_ids.txt").write_bytes(b"\r\n".join(ids))
+    with pytest.raises(MosiDataError, match=r"test.video_ids.txt, split 'test', row 2: line 3 is not UTF-8 \(invalid start byte"):
+        build(release, tmp_path, config="text")
 
 
 @needs_text
@@ -175,8 +206,13 @@ def _mmsa_part(frames=8):
         (lambda p: p.pop("vision_lengths"), "split 'train': missing arrays ['vision_lengths'] (expected keys"),
         (lambda p: p.update(regression_labels=np.array(["x", "y"])), "split 'train': regression_labels are not numbers"),
         (lambda p: p.update(audio=7), "split 'train': 0 rows of 'audio' (expected 2, as many as 'id')"),
+        (lambda p: p.update(raw_text=np.array(["A", " \t"], dtype=object)), "split 'train', row 1: empty text ' \\t' (expected a transcript"),
+        (lambda p: p.update(raw_text=np.array([b"A", b"CAF\xc9"])), "split 'train', row 1: 'raw_text' b'CAF\\xc9' is not UTF-8 (unexpected end of data at byte 3) (expected UTF-8 text)"),
+        (lambda p: p.update(id=np.array([b"v$_$0", 1], dtype=object)), "split 'train', row 1: 'id' is a int (expected a string)"),
+        (lambda p: p.update(id=np.array([["v$_$0", "v$_$1"]])), "split 'train': 'id' of 2 dimensions (expected one string per row)"),
     ],
-    ids=["length-above", "length-negative", "length-fraction", "no-vision", "no-vision-lengths", "text-labels", "scalar"],
+    ids=["length-above", "length-negative", "length-fraction", "no-vision", "no-vision-lengths", "text-labels", "scalar",
+         "empty-text", "text-not-utf8", "id-not-string", "id-2d"],
 )
 def test_bad_mmsa_unaligned_pickle(tmp_path, edit, message):
     part = _mmsa_part()
@@ -197,6 +233,25 @@ def test_mmsa_unaligned_rows_are_cut_to_their_lengths(tmp_path):
     (tmp_path / "unaligned_50.pkl").write_bytes(pickle.dumps({s: _mmsa_part() for s in ("train", "valid", "test")}))
     train = build(tmp_path, tmp_path, config="mmsa_unaligned")["train"]
     assert [len(a) for a in train["audio"]] == [3, 8] and [len(v) for v in train["vision"]] == [8, 1]
+
+
+@pytest.mark.parametrize("kind", ["S", "object-bytes", "object-str"])
+def test_mmsa_strings_of_bytes_are_decoded(tmp_path, kind):
+    ids, texts = ["v1$_$0", "v2$_$7"], ["CAFÉ GOOD", "NOT BAD"]
+    parts = {}
+    for split in ("train", "valid", "test"):
+        part = _mmsa_part()
+        if kind == "object-str":
+            part.update(id=np.array(ids, dtype=object), raw_text=np.array(texts, dtype=object))
+        else:
+            encoded = {name: [v.encode() for v in values] for name, values in (("id", ids), ("raw_text", texts))}
+            part.update({name: np.array(values, dtype="S" if kind == "S" else object) for name, values in encoded.items()})
+        parts[split] = part
+    (tmp_path / "unaligned_50.pkl").write_bytes(pickle.dumps(parts))
+    dataset = build(tmp_path, tmp_path, config="mmsa_unaligned")
+    for split in ("train", "validation", "test"):
+        assert dataset[split]["id"] == ids and dataset[split]["text"] == texts
+        assert dataset[split]["video_id"] == ["v1", "v2"]
 
 
 @pytest.mark.parametrize("protocol, spelling", [(2, "numpy.core"), (2, "numpy._core"), (4, None), (5, None)])
