@@ -293,3 +293,133 @@ def test_safe_load_refuses_code_before_it_runs(tmp_path):
     with pytest.raises(pickle.UnpicklingError, match=r"evil\.pkl: refused to load global '(posix|os)\.system'"):
         safe_load(path)
     assert not marker.exists()
+
+
+class Reduce:
+    """Pickles as `function(*args)`, then `__setstate__(state)` if a state is given: any call a pickle can make."""
+
+    def __init__(self, function, args, state=None):
+        self.reduce = (function, args) if state is None else (function, args, state)
+
+    def __reduce__(self):
+        return self.reduce
+
+
+def forged_dtype(spec: str, state: tuple, copy=True) -> Reduce:
+    return Reduce(np.dtype, (spec, False, copy), state)
+
+
+def forged_array(dtype, shape: tuple, data) -> Reduce:
+    """What numpy's own `ndarray.__reduce__` writes, with any dtype, shape and data."""
+    return Reduce(_reconstruct, (np.ndarray, (0,), b"b"), (1, shape, dtype, False, data))
+
+
+OBJECT_FLAGS_OFF = forged_dtype("O8", (3, "|", None, None, None, -1, -1, 0))  # numpy's own state ends in 63
+FORGED = {
+    # numpy would take the 16 file bytes as two object pointers and crash on the first access.
+    "object-flags-off": (forged_array(OBJECT_FLAGS_OFF, (2,), b"A" * 16), "dtype state (3, '|', None, None, None, -1, -1, 0) for '|O'"),
+    "scalar-object-flags-off": (Reduce(scalar, (OBJECT_FLAGS_OFF, b"A" * 8)), "dtype state (3, '|', None, None, None, -1, -1, 0) for '|O'"),
+    "float-flagged-object": (
+        forged_array(forged_dtype("f8", (3, "<", None, None, None, -1, -1, 63)), (2,), b"A" * 16),
+        "dtype state (3, '<', None, None, None, -1, -1, 63) for '<f8'",
+    ),
+    "unicode-wider": (
+        forged_array(forged_dtype("U2", (3, "<", None, None, None, 4000, 4, 8)), (2,), b"A" * 16),
+        "dtype state (3, '<', None, None, None, 4000, 4, 8) for '<U2'",
+    ),
+    "structured": (
+        forged_array(forged_dtype("V16", (3, "|", None, ("a", "b"), {"a": (np.dtype("O"), 0), "b": (np.dtype("O"), 8)}, 16, 8, 0)), (1,), b"A" * 16),
+        "dtype 'V16'; only bool, integer, float, string and object dtypes are allowed",
+    ),
+    "subarray": (forged_array(forged_dtype("(2,)O", (3, "|", None, None, None, 16, 8, 0)), (1,), b"A" * 16), "dtype '(2,)O'"),
+    "datetime": (forged_array(forged_dtype("M8", np.dtype("M8[ns]").__reduce__()[2]), (2,), b"A" * 16), "dtype 'M8'"),
+    "shared-dtype": (forged_array(forged_dtype("f8", np.dtype("f8").__reduce__()[2], copy=False), (2,), b"A" * 16), "dtype arguments (align=False, copy=False)"),
+    "object-raw-bytes": (forged_array(np.dtype("O"), (2,), b"A" * 16), "object array data of bytes; numpy writes a list of its 2 elements"),
+    "object-frombuffer": (Reduce(_frombuffer, (b"A" * 16, np.dtype("O"), (2,), "C")), "buffer array of |O, shape (2,), order 'C' from a bytes"),
+}
+# Loads each file and prints its repr (which reads every element) or the error, one line per file.
+LOAD_ALL = """
+import sys
+from dataset_script.safe_pickle import safe_load
+for path in sys.argv[1:]:
+    try:
+        print("loaded", repr(safe_load(path)), flush=True)
+    except Exception as e:
+        print(type(e).__name__, e, flush=True)
+"""
+BUILD_CMBERT = "import sys; from dataset_script import load_mosi; load_mosi('cmbert', data_dir=sys.argv[1], cache_dir=sys.argv[2])"
+
+
+def run_python(code: str, *args, memory: int | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`code` in a child Python (a crash or runaway allocation ends the child, not pytest), under an address-space limit."""
+    limit = memory and (lambda: resource.setrlimit(resource.RLIMIT_AS, (memory, memory)))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=timeout, preexec_fn=limit)  # fmt: skip
+
+
+def test_forged_dtypes_are_refused_before_numpy_sees_them(tmp_path):
+    paths = []
+    for name, (forged, _) in FORGED.items():
+        paths.append(tmp_path / f"{name}.pkl")
+        paths[-1].write_bytes(pickle.dumps({"audio": np.zeros((2, 50, 5)), "forged": forged}, protocol=2))
+    child = run_python(LOAD_ALL, *paths)
+    assert child.returncode == 0, f"the child died ({child.returncode}): {child.stderr[-2000:]}"
+    lines = child.stdout.splitlines()
+    assert len(lines) == len(FORGED)
+    for line, path, (_, message) in zip(lines, paths, FORGED.values()):
+        assert line.startswith(f"UnsafePickleError {path}: refused {message}"), line
+
+
+@needs_text
+@pytest.mark.parametrize(
+    "width, depth, message",
+    [(52, 7, "a pickle of more items than its"), (10, 12, f"containers nested deeper than {MAX_DEPTH}")],
+    ids=["wide", "deep"],
+)
+def test_pickle_bomb_is_refused_quickly(release, tmp_path, width, depth, message):
+    bomb = [0.0] * width
+    for _ in range(depth - 1):
+        bomb = [bomb] * width  # shared references: width ** depth floats once expanded
+    write_audio(release, (bomb, bomb, bomb))
+    assert (release / PICKLE).stat().st_size < 1500
+    child = run_python(BUILD_CMBERT, release, tmp_path / "cache", memory=3 << 30, timeout=60)
+    assert child.returncode == 1, child.stderr[-2000:]
+    assert child.stderr.splitlines()[-1].startswith(f"dataset_script.safe_pickle.UnsafePickleError: {release / PICKLE}: refused {message}")
+    assert not list((tmp_path / "cache").rglob("dataset_info.json"))
+
+
+SHARED = bytes(80_000)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (Reduce(codecs.encode, (b"x", "os.path")), "_codecs.encode(bytes, 'os.path'); numpy only writes the 'latin1' encoding of a str"),
+        (Reduce(codecs.encode, ("x", "utf-16")), "_codecs.encode(str, 'utf-16')"),
+        (Reduce(bytes, (10**12,)), "bytes(1000000000000,); only bytes() is allowed"),
+        (Reduce(np.ndarray, ((10**5, 10**5),)), "to call numpy.ndarray"),
+        (Reduce(_reconstruct, (np.ndarray, (10**5, 10**5), b"b")), "array reconstruction ("),
+        (forged_array(np.dtype("S0"), (10**12,), b""), "an array of shape (1000000000000,): more elements than the"),
+        ([forged_array(np.dtype("f8"), (10_000,), SHARED) for _ in range(100)], "an array of shape (10000,): its arrays declare more bytes than the"),
+        ({"a": [np.dtype("f8")]}, "a loaded Float64DType; only numpy arrays and plain containers are allowed"),
+    ],
+    ids=["codecs-module", "codecs-utf16", "bytes-alloc", "ndarray-call", "reconstruct-shape", "zero-size-items", "shared-bytes", "bare-dtype"],
+)
+def test_numpy_calls_are_checked(tmp_path, data, message):
+    path = tmp_path / "a.pkl"
+    path.write_bytes(pickle.dumps(data))
+    with pytest.raises(UnsafePickleError) as error:
+        safe_load(path)
+    assert str(error.value).startswith(f"{path}: refused {message}")
+
+
+def test_nesting_is_bounded(tmp_path):
+    nested = 1.0
+    for _ in range(MAX_DEPTH):
+        nested = [nested]
+    (tmp_path / "a.pkl").write_bytes(pickle.dumps(nested))
+    assert safe_load(tmp_path / "a.pkl") == nested
+    (tmp_path / "a.pkl").write_bytes(pickle.dumps([nested]))
+    with pytest.raises(UnsafePickleError, match=rf"a.pkl: refused containers nested deeper than {MAX_DEPTH}"):
+        safe_load(tmp_path / "a.pkl")
