@@ -43,6 +43,18 @@ class UnsafePickleError(pickle.UnpicklingError):
     """The pickle asks for more than numpy arrays and plain containers need; refused before it was built."""
 
 
+def _into(kind: type, target, load):
+    """An opcode that adds items, only into a `kind`: into an array it would be `ndarray.__setitem__`, which
+    expands whatever (shared) nested lists it is given."""
+
+    def checked(self):
+        if type(target(self)) is not kind:
+            raise self.refuse(f"to add items to a {type(target(self)).__name__}")
+        load(self)
+
+    return checked
+
+
 class SafeUnpickler(pickle._Unpickler):
     """`pickle.Unpickler` that only reconstructs numpy arrays of plain dtypes and plain containers.
 
@@ -195,6 +207,11 @@ class SafeUnpickler(pickle._Unpickler):
         super().load_build()
 
     dispatch[pickle.BUILD[0]] = load_build
+    # The target is below the pushed items, or for the multi-item opcodes below the MARK.
+    dispatch[pickle.APPEND[0]] = _into(list, lambda self: self.stack[-2], pickle._Unpickler.load_append)
+    dispatch[pickle.APPENDS[0]] = _into(list, lambda self: self.metastack[-1][-1], pickle._Unpickler.load_appends)
+    dispatch[pickle.SETITEM[0]] = _into(dict, lambda self: self.stack[-3], pickle._Unpickler.load_setitem)
+    dispatch[pickle.SETITEMS[0]] = _into(dict, lambda self: self.metastack[-1][-1], pickle._Unpickler.load_setitems)
 
     def _check_tree(self, data) -> None:
         """Every container item counts once per path to it; a real file holds at least one byte per item."""

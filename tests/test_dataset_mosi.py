@@ -4,11 +4,13 @@ import csv
 import importlib
 import os
 import pickle
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from datasets.exceptions import ManualDownloadError
 
 from dataset_script import Mosi, MosiDataError, UnsafePickleError, load_mosi
@@ -29,7 +31,7 @@ def read_reference(split: str):
     return [r[0] for r in rows], np.array([float(r[1]) for r in rows], dtype=np.float32), video_ids
 
 
-def write_cmbert_release(root: Path, rng, nan_at=None) -> list[np.ndarray]:
+def write_cmbert_release(root: Path, rng, nan_at=None, protocol=4) -> list[np.ndarray]:
     """The CM-BERT release layout: data/text -> the shared TSVs, data/audio/<pickle> of float64 (N, 50, 5)."""
     (root / "data" / "audio").mkdir(parents=True, exist_ok=True)
     if not (root / "data" / "text").exists():
@@ -41,7 +43,7 @@ def write_cmbert_release(root: Path, rng, nan_at=None) -> list[np.ndarray]:
         arrays.append(audio)
     if nan_at is not None:
         arrays[1][nan_at, 3, 2] = np.nan
-    (root / "data" / "audio" / "MOSI_cmu_audio_CLS.pickle").write_bytes(pickle.dumps(tuple(arrays)))
+    (root / "data" / "audio" / "MOSI_cmu_audio_CLS.pickle").write_bytes(pickle.dumps(tuple(arrays), protocol=protocol))
     return arrays
 
 
@@ -109,8 +111,9 @@ def test_module_loads_standalone(tmp_path, monkeypatch):
     assert builder.as_dataset("validation")["text"] == read_reference("validation")[0]
 
 
-def test_cmbert_release(tmp_path):
-    arrays = write_cmbert_release(tmp_path / "release", np.random.default_rng(0))
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_cmbert_release(tmp_path, protocol):
+    arrays = write_cmbert_release(tmp_path / "release", np.random.default_rng(0), protocol=protocol)
     dataset = load_mosi("cmbert", data_dir=tmp_path / "release", cache_dir=tmp_path / "cache")
     for (split, size), audio in zip(SIZES.items(), arrays):
         part = dataset[split].with_format("numpy", columns=["audio"])
@@ -178,23 +181,50 @@ class Payload:
         return self.function, self.args
 
 
-@pytest.mark.parametrize("function", ["system", "open"])
+@pytest.mark.parametrize("function", ["system", "open", "exec", "eval", "call", "load", "torch.load"])
 def test_pickle_code_is_refused_before_it_runs(tmp_path, function):
-    marker = tmp_path / "marker"
-    payload = Payload(os.system, f"touch {marker}") if function == "system" else Payload(open, str(marker), "w")
+    marker, inner = tmp_path / "marker", tmp_path / "inner.pkl"
+    inner.write_bytes(pickle.dumps(Payload(os.system, f"touch {marker}")))
+    write_marker = f"open({str(marker)!r}, 'w').close()"
+    payload = {
+        "system": Payload(os.system, f"touch {marker}"),
+        "open": Payload(open, str(marker), "w"),
+        "exec": Payload(exec, write_marker),
+        "eval": Payload(eval, write_marker),
+        "call": Payload(subprocess.call, ["touch", str(marker)]),
+        "load": Payload(np.load, str(inner), None, True),  # numpy.load(inner, allow_pickle=True)
+        "torch.load": Payload(torch.load, str(inner)),
+    }[function]
     release = tmp_path / "release"
     write_cmbert_release(release, np.random.default_rng(4))
     pickle_path = release / "data" / "audio" / "MOSI_cmu_audio_CLS.pickle"
     pickle_path.write_bytes(pickle.dumps(payload))
     with pytest.raises(UnsafePickleError) as error:
         load_mosi("cmbert", data_dir=release, cache_dir=tmp_path / "c")
-    assert str(pickle_path) in str(error.value) and f".{function}'" in str(error.value)
+    assert str(pickle_path) in str(error.value) and f".{function.split('.')[-1]}'" in str(error.value)
     assert not marker.exists()
-    if function == "open":  # the payload is real: a plain pickle.load creates the marker
-        pickle.loads(pickle_path.read_bytes()).close()
+    if function != "torch.load":  # the payload is real: a plain pickle.load runs it (torch.load's weights_only would refuse it)
+        result = pickle.loads(pickle_path.read_bytes())
+        if function == "open":
+            result.close()
         assert marker.exists()
 
 
-def test_builder_exposes_its_configs():
-    names = [c.name for c in Mosi.BUILDER_CONFIGS]
-    assert names == ["text", "cmbert", "mmsa_aligned", "mmsa_unaligned", "mosei_aligned", "mosei_unaligned", "synthetic"]
+@pytest.mark.parametrize("config", [c.name for c in Mosi.BUILDER_CONFIGS])
+def test_every_config_builds_or_names_the_files_it_needs(tmp_path, config):
+    sizes = dict(train_size=8, validation_size=4, test_size=4)  # only the synthetic source reads them
+    builder = Mosi(config_name=config, cache_dir=str(tmp_path), **sizes)
+    instructions = builder.manual_download_instructions
+    if instructions:
+        with pytest.raises(ManualDownloadError) as error:
+            builder.download_and_prepare()
+        assert instructions in str(error.value)
+        assert not list(tmp_path.rglob("dataset_info.json"))
+        return
+    builder = Mosi(config_name=config, data_dir=str(MOSI_TEXT), cache_dir=str(tmp_path), **sizes)  # no download
+    builder.download_and_prepare()
+    dataset = builder.as_dataset()
+    assert list(dataset) == ["train", "validation", "test"]
+    for part in dataset.values():
+        assert part.num_rows > 0 and part.features == builder.info.features
+        assert set(part["audio_level"]) == {builder.config.audio_level}

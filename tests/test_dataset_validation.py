@@ -254,16 +254,21 @@ def test_mmsa_strings_of_bytes_are_decoded(tmp_path, kind):
         assert dataset[split]["video_id"] == ["v1", "v2"]
 
 
-@pytest.mark.parametrize("protocol, spelling", [(2, "numpy.core"), (2, "numpy._core"), (4, None), (5, None)])
+@pytest.mark.parametrize("protocol, spelling", [(0, "numpy.core"), (2, "numpy.core"), (2, "numpy._core"), (4, None), (5, None)])
 def test_pickles_of_numpy_1_and_2(tmp_path, protocol, spelling):
     arrays = {
         "audio": np.random.default_rng(0).normal(size=(3, 50, 5)),
         "text": np.array(["a b", "c"]),
         "ragged": np.array([np.zeros((1, 2)), np.ones((2, 2), dtype=np.float32)], dtype=object),
         "scalar": np.float32(1.5),
+        "raw_text": np.array(["A B", "CAFÉ"], dtype=object),  # MMSA's id / raw_text: str objects, or bytes
+        "id": np.array([b"v$_$0", b"v$_$1"]),
+        "lengths": np.array([3, 50], dtype=np.int64),
+        "flags": np.array([True, False]),
+        "empty": np.zeros((0, 50, 5)),
     }
     data = pickle.dumps(arrays, protocol=protocol)
-    if spelling:  # numpy 1.x wrote `numpy.core.multiarray`, 2.x `numpy._core.multiarray`; protocol 2 names globals in text lines
+    if spelling:  # numpy 1.x wrote `numpy.core.multiarray`, 2.x `numpy._core.multiarray`; protocols <= 2 name globals in text lines
         for old in (b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"):
             data = data.replace(old, spelling.encode() + b".multiarray\n")
         assert spelling.encode() + b".multiarray\n" in data
@@ -314,6 +319,20 @@ def forged_array(dtype, shape: tuple, data) -> Reduce:
     return Reduce(_reconstruct, (np.ndarray, (0,), b"b"), (1, shape, dtype, False, data))
 
 
+def nested_shared(width: int, depth: int) -> list:
+    """`depth` levels of lists of `width` references to one list below: width ** depth floats once expanded."""
+    nested = [0.0] * width
+    for _ in range(depth - 1):
+        nested = [nested] * width
+    return nested
+
+
+def item_into_array(value) -> bytes:
+    """A pickle that sets items [0, 1] of a float array to `value` (SETITEM, as if the array were a dict)."""
+    array = pickle.dumps(np.zeros(2), protocol=2)[:-1]  # without STOP: the array stays on the stack
+    return array + pickle.dumps([0, 1], protocol=2)[2:-1] + pickle.dumps(value, protocol=2)[2:-1] + pickle.SETITEM + pickle.STOP
+
+
 OBJECT_FLAGS_OFF = forged_dtype("O8", (3, "|", None, None, None, -1, -1, 0))  # numpy's own state ends in 63
 FORGED = {
     # numpy would take the 16 file bytes as two object pointers and crash on the first access.
@@ -336,6 +355,8 @@ FORGED = {
     "shared-dtype": (forged_array(forged_dtype("f8", np.dtype("f8").__reduce__()[2], copy=False), (2,), b"A" * 16), "dtype arguments (align=False, copy=False)"),
     "object-raw-bytes": (forged_array(np.dtype("O"), (2,), b"A" * 16), "object array data of bytes; numpy writes a list of its 2 elements"),
     "object-frombuffer": (Reduce(_frombuffer, (b"A" * 16, np.dtype("O"), (2,), "C")), "buffer array of |O, shape (2,), order 'C' from a bytes"),
+    # numpy would expand the shared lists (10^12 floats) to assign them.
+    "item-into-array": (item_into_array(nested_shared(52, 7)), "to add items to a ndarray"),
 }
 # Loads each file and prints its repr (which reads every element) or the error, one line per file.
 LOAD_ALL = """
@@ -362,8 +383,8 @@ def test_forged_dtypes_are_refused_before_numpy_sees_them(tmp_path):
     paths = []
     for name, (forged, _) in FORGED.items():
         paths.append(tmp_path / f"{name}.pkl")
-        paths[-1].write_bytes(pickle.dumps({"audio": np.zeros((2, 50, 5)), "forged": forged}, protocol=2))
-    child = run_python(LOAD_ALL, *paths)
+        paths[-1].write_bytes(forged if isinstance(forged, bytes) else pickle.dumps({"audio": np.zeros((2, 50, 5)), "forged": forged}, protocol=2))
+    child = run_python(LOAD_ALL, *paths, memory=3 << 30, timeout=60)
     assert child.returncode == 0, f"the child died ({child.returncode}): {child.stderr[-2000:]}"
     lines = child.stdout.splitlines()
     assert len(lines) == len(FORGED)
@@ -378,9 +399,7 @@ def test_forged_dtypes_are_refused_before_numpy_sees_them(tmp_path):
     ids=["wide", "deep"],
 )
 def test_pickle_bomb_is_refused_quickly(release, tmp_path, width, depth, message):
-    bomb = [0.0] * width
-    for _ in range(depth - 1):
-        bomb = [bomb] * width  # shared references: width ** depth floats once expanded
+    bomb = nested_shared(width, depth)
     write_audio(release, (bomb, bomb, bomb))
     assert (release / PICKLE).stat().st_size < 1500
     child = run_python(BUILD_CMBERT, release, tmp_path / "cache", memory=3 << 30, timeout=60)
