@@ -33,7 +33,7 @@ _KINDS = "biufUSO"
 _NEEDS_INIT = 0x08  # numpy versions differ on whether `U` sets it; it only asks for zeroed memory
 # Error messages quote values from the file: shortened, but long enough to show a whole dtype state.
 _REPR = reprlib.Repr()
-_REPR.maxtuple, _REPR.maxstring, _REPR.maxother = 10, 60, 60
+_REPR.maxlevel, _REPR.maxtuple, _REPR.maxstring, _REPR.maxother = 3, 10, 60, 60
 _repr = _REPR.repr
 # Real files nest dict > dict > object array > array; anything deeper is not a feature pickle.
 MAX_DEPTH = 8
@@ -41,18 +41,6 @@ MAX_DEPTH = 8
 
 class UnsafePickleError(pickle.UnpicklingError):
     """The pickle asks for more than numpy arrays and plain containers need; refused before it was built."""
-
-
-def _into(kind: type, target, load):
-    """An opcode that adds items, only into a `kind`: into an array it would be `ndarray.__setitem__`, which
-    expands whatever (shared) nested lists it is given."""
-
-    def checked(self):
-        if type(target(self)) is not kind:
-            raise self.refuse(f"to add items to a {type(target(self)).__name__}")
-        load(self)
-
-    return checked
 
 
 class SafeUnpickler(pickle._Unpickler):
@@ -207,11 +195,50 @@ class SafeUnpickler(pickle._Unpickler):
         super().load_build()
 
     dispatch[pickle.BUILD[0]] = load_build
-    # The target is below the pushed items, or for the multi-item opcodes below the MARK.
-    dispatch[pickle.APPEND[0]] = _into(list, lambda self: self.stack[-2], pickle._Unpickler.load_append)
-    dispatch[pickle.APPENDS[0]] = _into(list, lambda self: self.metastack[-1][-1], pickle._Unpickler.load_appends)
-    dispatch[pickle.SETITEM[0]] = _into(dict, lambda self: self.stack[-3], pickle._Unpickler.load_setitem)
-    dispatch[pickle.SETITEMS[0]] = _into(dict, lambda self: self.metastack[-1][-1], pickle._Unpickler.load_setitems)
+
+    # Items go only into lists and dicts: into an array (`ndarray.__setitem__`) numpy would expand whatever
+    # shared nested lists they hold. Dict keys are atoms: hashing a tuple hashes its items, and shared nested
+    # tuples would never finish; for the same reason there are no sets (feature pickles hold none).
+    def _check_target(self, target, kind: type) -> None:
+        if type(target) is not kind:
+            raise self.refuse(f"to add items to a {type(target).__name__}")
+
+    def _check_keys(self, keys) -> None:
+        for key in keys:
+            if key is not None and not isinstance(key, (str, bytes, int, float, np.generic)):
+                raise self.refuse(f"a dict key of type {type(key).__name__}")
+
+    def load_append(self):
+        self._check_target(self.stack[-2], list)
+        super().load_append()
+
+    def load_appends(self):  # the target is below the MARK
+        self._check_target(self.metastack[-1][-1], list)
+        super().load_appends()
+
+    def load_setitem(self):
+        self._check_target(self.stack[-3], dict)
+        self._check_keys([self.stack[-2]])
+        super().load_setitem()
+
+    def load_setitems(self):
+        self._check_target(self.metastack[-1][-1], dict)
+        self._check_keys(self.stack[::2])
+        super().load_setitems()
+
+    def load_dict(self):  # protocol 0's MARK key value ... DICT
+        self._check_keys(self.stack[::2])
+        super().load_dict()
+
+    def load_set(self):
+        raise self.refuse("a set; feature pickles hold none")
+
+    dispatch[pickle.APPEND[0]] = load_append
+    dispatch[pickle.APPENDS[0]] = load_appends
+    dispatch[pickle.SETITEM[0]] = load_setitem
+    dispatch[pickle.SETITEMS[0]] = load_setitems
+    dispatch[pickle.DICT[0]] = load_dict
+    dispatch[pickle.EMPTY_SET[0]] = dispatch[pickle.ADDITEMS[0]] = dispatch[pickle.FROZENSET[0]] = load_set
 
     def _check_tree(self, data) -> None:
         """Every container item counts once per path to it; a real file holds at least one byte per item."""
@@ -226,7 +253,7 @@ class SafeUnpickler(pickle._Unpickler):
                 children = item.ravel()
             elif isinstance(item, dict):
                 children = [*item.keys(), *item.values()]
-            elif isinstance(item, (list, tuple, set, frozenset)):
+            elif isinstance(item, (list, tuple)):
                 children = item
             else:
                 raise self.refuse(f"a loaded {type(item).__name__}; only numpy arrays and plain containers are allowed")

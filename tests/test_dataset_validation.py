@@ -327,10 +327,22 @@ def nested_shared(width: int, depth: int) -> list:
     return nested
 
 
+def tuple_bomb() -> tuple:
+    """Like `nested_shared`, of tuples (built in a pickle only: hashing it here would never finish)."""
+    nested = (0.0,) * 52
+    for _ in range(6):
+        nested = (nested,) * 52
+    return nested
+
+
+def opcodes(value) -> bytes:
+    """The protocol 2 opcodes that push `value`, to splice into a hand-made pickle."""
+    return pickle.dumps(value, protocol=2)[2:-1]  # without PROTO and STOP
+
+
 def item_into_array(value) -> bytes:
     """A pickle that sets items [0, 1] of a float array to `value` (SETITEM, as if the array were a dict)."""
-    array = pickle.dumps(np.zeros(2), protocol=2)[:-1]  # without STOP: the array stays on the stack
-    return array + pickle.dumps([0, 1], protocol=2)[2:-1] + pickle.dumps(value, protocol=2)[2:-1] + pickle.SETITEM + pickle.STOP
+    return opcodes(np.zeros(2)) + opcodes([0, 1]) + opcodes(value) + pickle.SETITEM + pickle.STOP
 
 
 OBJECT_FLAGS_OFF = forged_dtype("O8", (3, "|", None, None, None, -1, -1, 0))  # numpy's own state ends in 63
@@ -357,6 +369,9 @@ FORGED = {
     "object-frombuffer": (Reduce(_frombuffer, (b"A" * 16, np.dtype("O"), (2,), "C")), "buffer array of |O, shape (2,), order 'C' from a bytes"),
     # numpy would expand the shared lists (10^12 floats) to assign them.
     "item-into-array": (item_into_array(nested_shared(52, 7)), "to add items to a ndarray"),
+    # Hashing a tuple hashes its items: shared nested tuples as a dict key or set item never finish.
+    "tuple-key": (b"\x80\x02}" + opcodes(tuple_bomb()) + b"K\x01" + pickle.SETITEM + pickle.STOP, "a dict key of type tuple"),
+    "set": (b"\x80\x04" + pickle.EMPTY_SET + pickle.MARK + opcodes(tuple_bomb()) + pickle.ADDITEMS + pickle.STOP, "a set; feature pickles hold none"),
 }
 # Loads each file and prints its repr (which reads every element) or the error, one line per file.
 LOAD_ALL = """
@@ -383,7 +398,9 @@ def test_forged_dtypes_are_refused_before_numpy_sees_them(tmp_path):
     paths = []
     for name, (forged, _) in FORGED.items():
         paths.append(tmp_path / f"{name}.pkl")
-        paths[-1].write_bytes(forged if isinstance(forged, bytes) else pickle.dumps({"audio": np.zeros((2, 50, 5)), "forged": forged}, protocol=2))
+        if not isinstance(forged, bytes):
+            forged = pickle.dumps({"audio": np.zeros((2, 50, 5)), "forged": forged}, protocol=2)
+        paths[-1].write_bytes(forged)
     child = run_python(LOAD_ALL, *paths, memory=3 << 30, timeout=60)
     assert child.returncode == 0, f"the child died ({child.returncode}): {child.stderr[-2000:]}"
     lines = child.stdout.splitlines()
