@@ -394,7 +394,7 @@ def run_python(code: str, *args, memory: int | None = None, timeout: float = 120
                           cwd=ROOT, timeout=timeout, preexec_fn=limit)  # fmt: skip
 
 
-def test_forged_dtypes_are_refused_before_numpy_sees_them(tmp_path):
+def test_forged_pickles_are_refused_before_numpy_sees_them(tmp_path):
     paths = []
     for name, (forged, _) in FORGED.items():
         paths.append(tmp_path / f"{name}.pkl")
