@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 from transformers import AutoProcessor, AutoTokenizer
 
-from cmbert_hf import CMBertFeatureExtractor, CMBertProcessor
+from cmbert_hf import CMBertConfig, CMBertFeatureExtractor, CMBertProcessor
 
 
 # Five features, the width of the precomputed test vectors below; the default set is wider.
@@ -155,8 +155,10 @@ def test_provenance_is_saved(tokenizer, tmp_path):
     covarep.save_pretrained(tmp_path / "covarep")
     loaded = CMBertProcessor.from_pretrained(tmp_path / "covarep")
     assert (loaded.audio_feature_source, loaded.audio_feature_names) == ("covarep", None)
-    with pytest.raises(ValueError, match="`audio_feature_source` must be one of"):
-        CMBertProcessor(CMBertFeatureExtractor(), tokenizer, audio_feature_source="opensmile")
+    for make in (lambda: CMBertProcessor(CMBertFeatureExtractor(), tokenizer, audio_feature_source="opensmile"),
+                 lambda: CMBertConfig(audio_feature_source="opensmile")):  # fmt: skip
+        with pytest.raises(ValueError, match="`audio_feature_source` must be one of"):
+            make()
 
 
 def test_save_and_load_round_trip(processor, tmp_path):
