@@ -35,8 +35,9 @@ def align_words(waveform, words, sampling_rate=16000):
     if decoder.hyp() is None:
         raise AlignmentError(f"pocketsphinx found no alignment of the words {words}")
     # pocketsphinx's frames are 10 ms; segments also hold silences and fillers.
-    spans = [(seg.start_frame / 100, (seg.end_frame + 1) / 100) for seg in decoder.seg() if seg.word.split("(")[0]
-             .lower() not in ("<s>", "</s>", "<sil>", "[noise]")]  # fmt: skip
+    fillers = ("<s>", "</s>", "<sil>", "[noise]")
+    segments = [seg for seg in decoder.seg() if seg.word.split("(")[0].lower() not in fillers]
+    spans = [(seg.start_frame / 100, (seg.end_frame + 1) / 100) for seg in segments]
     if len(spans) != len(words):
         raise AlignmentError(f"aligned {len(spans)} of {len(words)} words")
     return [(word, start, end) for word, (start, end) in zip(words, spans, strict=True)]

@@ -237,11 +237,13 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
             `np.ndarray`: float64 `[n_words, feature_size]`.
         """
         waveform, name = self._load(audio, sampling_rate, name)
-        timed = bool(annotation) and not isinstance(annotation[0], str)
+        if not annotation:
+            raise ValueError(f"The audio {name} comes with no words: there is nothing to take features for.")
+        timed = not isinstance(annotation[0], str)
         if not timed and any(not isinstance(word, str) for word in annotation):
             raise ValueError(f"{name}: words must be strings, got {annotation!r}.")
         duration = len(waveform) / self.sampling_rate
-        if duration < MIN_SECONDS_PER_WORD * max(len(annotation), 1):
+        if duration < MIN_SECONDS_PER_WORD * len(annotation):
             raise ValueError(
                 f"The audio {name} lasts {duration:.3f} s, too short for its {len(annotation)} word(s) (at least "
                 f"{MIN_SECONDS_PER_WORD} s per word): is it cut or the wrong file?"
@@ -427,10 +429,10 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
         from .alignment_cmbert import AlignmentError, align_words
 
         try:
-            return self._check_timings(align_words(waveform, words, sampling_rate=self.sampling_rate),
-                                       len(waveform) / self.sampling_rate, name)  # fmt: skip
+            timings = align_words(waveform, words, sampling_rate=self.sampling_rate)
         except AlignmentError as err:
             raise ValueError(f"The audio {name}: {err} (pass word timings, or use aligner='proportional')") from err
+        return self._check_timings(timings, len(waveform) / self.sampling_rate, name)
 
     def _spread(self, words, energy, frame_times):
         """Spans covering the non-silent part of the audio, split in proportion to each word's length."""

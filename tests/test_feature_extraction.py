@@ -361,6 +361,7 @@ TONE = np.sin(2 * np.pi * 150 * np.arange(16000) / 16000).astype(np.float32)  # 
         (TONE[:, None], {"words": ["a"]}, "mono 1-D"),
         (np.zeros(16000, np.float32), {"word_timings": [("a", 0.1, 0.2)]}, "waveform is silent"),
         ({"path": None, "bytes": None}, {"words": ["a"]}, "needs 'array', 'bytes' or 'path'"),
+        (TONE, {"words": []}, "comes with no words"),
     ],
 )
 def test_invalid_inputs_raise(audio, kwargs, message):
