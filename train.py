@@ -179,6 +179,20 @@ def encode_splits(raw, data_args, processor, use_audio: bool):
     return splits
 
 
+def featurize_audio(raw, dataset_config, feature_extractor, tokenizer, use_audio, training_args):
+    """Raw recordings become normalised word features (extracted per split, statistics from train only); returns
+    the splits and where the model's audio vectors come from (`audio_feature_source`, `audio_feature_names`)."""
+    if not use_audio:
+        return raw, {"audio_feature_source": None, "audio_feature_names": None}
+    if not CMBertProcessor.has_raw_audio(raw["train"]):
+        source = "synthetic" if dataset_config == "synthetic" else "covarep"
+        return raw, {"audio_feature_source": source, "audio_feature_names": None}
+    timings = "word_timings" if "word_timings" in raw["train"].column_names else None
+    with training_args.main_process_first(desc="audio features"):
+        raw = CMBertProcessor(feature_extractor, tokenizer).prepare_audio_splits(raw, timings_column=timings)
+    return raw, {"audio_feature_source": "extractor", "audio_feature_names": feature_extractor.features}
+
+
 def run(model_args, data_args, training_args, callbacks=None) -> dict:
     """One training run: train, evaluate on dev and test, save the Hub-ready folder. Returns the metrics."""
     set_seed(training_args.seed)
@@ -186,15 +200,18 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     with training_args.main_process_first(desc="dataset preparation"):
         raw = load_mosi(data_args.dataset_config, data_dir=data_args.data_dir, cache_dir=data_args.dataset_cache_dir)
-    first_audio = raw["train"][0]["audio"]
+    use_audio = not model_args.text_only
+    feature_extractor = CMBertFeatureExtractor()
+    raw, provenance = featurize_audio(raw, data_args.dataset_config, feature_extractor, tokenizer, use_audio,
+                                      training_args)
+    # A text-only run leaves recordings undecoded: their width is the extractor's.
+    first_audio = [] if CMBertProcessor.has_raw_audio(raw["train"]) else raw["train"][0]["audio"]
     if not first_audio and not model_args.text_only:
         raise ValueError(f"dataset config {data_args.dataset_config!r} has no audio: pass --text_only for the "
                          "text-only baseline, or choose a config with audio (cmbert, mmsa_aligned, synthetic, ...).")
-    use_audio = not model_args.text_only
-    feature_extractor = CMBertFeatureExtractor()
     # The width of the data's features (5 for MOSI's COVAREP columns, 74 for MOSEI) fixes the model's.
     audio_width = len(first_audio[0]) if first_audio else feature_extractor.feature_size
-    processor = CMBertProcessor(feature_extractor, tokenizer, audio_feature_size=audio_width)
+    processor = CMBertProcessor(feature_extractor, tokenizer, audio_feature_size=audio_width, **provenance)
     with training_args.main_process_first(desc="dataset encoding"):
         splits = encode_splits(raw, data_args, processor, use_audio)
 
@@ -208,6 +225,7 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
         text_scaling=model_args.text_scaling,
         audio_scaling=model_args.audio_scaling,
         attn_implementation=model_args.attn_implementation,
+        **provenance,
     )
     freeze(model, embeddings=model_args.freeze_embeddings, head=model_args.original, audio=model_args.text_only)
 

@@ -13,6 +13,8 @@ logger = logging.get_logger(__name__)
 
 SCALING_MODES = ("batch", "sample", "none")
 CLS_AUDIO_MODES = ("input", "mean")
+# Where the audio vectors a model was trained on came from; None: trained without audio (text only).
+AUDIO_FEATURE_SOURCES = ("extractor", "covarep", "synthetic", None)
 # The fusion settings of the authors' code (`CMBertConfig.original()`, `train.py --original`).
 ORIGINAL_FUSION = {"text_scaling": "batch", "audio_scaling": "none", "cls_audio": "input"}
 
@@ -44,6 +46,12 @@ class CMBertConfig(BertConfig):
             every released data file, so the prediction (read at `[CLS]`) cannot depend on the audio: that is
             the original model. `"mean"` puts the mean of the audio rows of the real tokens there, so the
             `[CLS]` row of the multimodal attention, and with it the prediction, sees the audio.
+        audio_feature_source (`str`, *optional*):
+            Where the training audio vectors came from: `"extractor"` (the saved `CMBertFeatureExtractor`, which
+            then turns raw audio into them), `"covarep"` (the MOSI/MOSEI releases), `"synthetic"`, or `None` when
+            the model was trained without audio (text only: audio given to it is ignored).
+        audio_feature_names (`list[str]`, *optional*):
+            The names of those vectors' columns (the extractor's `features`), when known.
 
     Example:
 
@@ -63,6 +71,8 @@ class CMBertConfig(BertConfig):
     text_scaling: str = "sample"
     audio_scaling: str = "sample"
     cls_audio: str = "mean"
+    audio_feature_source: str | None = None
+    audio_feature_names: list[str] | None = None
 
     def __post_init__(self, **kwargs):
         # Sentiment is a score in [-3, 3]: regression unless the caller asks for classes.
@@ -79,6 +89,10 @@ class CMBertConfig(BertConfig):
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}.")
+        if self.audio_feature_source not in AUDIO_FEATURE_SOURCES:
+            raise ValueError(
+                f"`audio_feature_source` must be one of {AUDIO_FEATURE_SOURCES}, got {self.audio_feature_source!r}."
+            )
         for name in ("audio_feature_size", "fusion_dim"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

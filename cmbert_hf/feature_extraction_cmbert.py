@@ -2,11 +2,14 @@
 
 CM-BERT (Yang et al., "CM-BERT: Cross-Modal BERT for Text-Audio Sentiment Analysis", ACM MM 2020) feeds one
 acoustic vector per word: COVAREP frame features (f0, voicing, spectral parameters) averaged over each word's
-P2FA forced-alignment span. This module rebuilds that pipeline with librosa so that new audio can be scored.
+P2FA forced-alignment span. This module rebuilds that pipeline with librosa so that new audio can be scored, and adds
+the word-level cues of stress that averages lose: the word's duration, its pitch range and its loudest frame.
 
-It imports only numpy, librosa, soundfile and transformers, so it can ship as remote code beside the processor.
+It imports only numpy, librosa, soundfile and transformers (plus, lazily, this folder's `alignment_cmbert`), so it
+can ship as remote code beside the processor.
 """
 
+import io
 import math
 import os
 
@@ -22,7 +25,16 @@ logger = logging.get_logger(__name__)
 
 # 40 mel bands is the usual MFCC front end for 16 kHz speech; more bands leave empty filters at n_fft=512.
 N_MELS = 40
+# Averaged over the frames of a word.
 FRAME_FEATURES = ("f0", "voiced", "energy") + tuple(f"mfcc{k}" for k in range(N_MELS))
+# Statistics of the word's span as a whole.
+WORD_FEATURES = ("duration", "f0_range", "energy_peak")
+DEFAULT_FEATURES = ("f0", "f0_range", "voiced", "energy", "energy_peak", "duration", "mfcc1", "mfcc2", "mfcc3", "mfcc4")
+ALIGNERS = ("pocketsphinx", "proportional")
+# Below this the audio cannot hold its words (fast speech is ~0.15 s a word): a cut or wrong file, not speech.
+MIN_SECONDS_PER_WORD = 0.05
+# A loudest frame below this (dB re full scale) is silence or a dead microphone: no prosody to read.
+SILENCE_DBFS = -60.0
 
 
 class CMBertFeatureExtractor(SequenceFeatureExtractor):
@@ -30,22 +42,37 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
     Turns a waveform plus its words into one acoustic vector per word, as the original CM-BERT pipeline did with
     COVAREP features averaged over P2FA word timings.
 
-    Frames are taken every `hop_length` samples (10 ms at 16 kHz, COVAREP's rate). Per frame:
+    Frames are taken every `hop_length` samples (10 ms at 16 kHz, COVAREP's rate). Frame features, averaged over
+    every frame whose centre lies in the word's span `[start, end)` (a span too short to hold a frame centre uses
+    the frame nearest to its midpoint):
 
-    - `"f0"`: fundamental frequency in Hz from `librosa.pyin`; a word's value is the mean over its *voiced* frames,
-      0 when it has none.
-    - `"voiced"`: pyin's voiced/unvoiced decision (1/0); a word's value is its fraction of voiced frames.
+    - `"f0"`: fundamental frequency in Hz from `librosa.yin`, averaged over the word's *voiced* frames, 0 when it
+      has none.
+    - `"voiced"`: the word's fraction of voiced frames. YIN gives a period for every frame, so voicing is decided
+      apart from it: a frame is voiced when the normalised autocorrelation of the signal at YIN's period is at least
+      `voicing_threshold` (Praat's autocorrelation voicing rule; periodic speech is near 1, noise near 0) and the
+      frame is no more than `silence_threshold_db` below the utterance's loudest frame.
     - `"energy"`: RMS energy in dB relative to full scale (floor -100 dB).
     - `"mfcc0"` ... `"mfcc39"`: the K-th MFCC (0-based as in librosa, so `mfcc0` tracks overall log energy) from a
       40-band mel filter bank over 25 ms windows.
 
-    All features except f0 are averaged over every frame whose centre lies in the word's span `[start, end)`; a span
-    too short to hold a frame centre uses the frame nearest to its midpoint.
+    Word features, the cues of lexical and emphatic stress (longer, higher and wider in pitch, louder):
+
+    - `"duration"`: the word's span in seconds.
+    - `"f0_range"`: the spread of its voiced f0, 90th over 10th percentile in semitones (robust to YIN's octave
+      slips), 0 with fewer than two voiced frames.
+    - `"energy_peak"`: its loudest frame's energy in dB.
+
+    Words without timings are aligned by `aligner`: `"pocketsphinx"` (forced alignment, `alignment_cmbert.py`)
+    or `"proportional"` (the span from the first to the last non-silent frame split in proportion to the words'
+    character lengths: ignores pauses and speaking rate).
 
     Args:
-        features (`list[str]`, *optional*, defaults to `["f0", "voiced", "energy", "mfcc1", "mfcc2"]`):
-            Names of the per-word features, in output order; `feature_size` is their number. The default width 5
-            matches CMU-MOSI's 5 COVAREP columns and `CMBertConfig.audio_feature_size`.
+        features (`list[str]`, *optional*, defaults to `DEFAULT_FEATURES`):
+            Names of the per-word features, in output order; `feature_size` is their number. The default, f0 (mean
+            and range), voicing, energy (mean and peak), duration and `mfcc1`-`mfcc4` (spectral tilt and shape,
+            COVAREP's spectral columns' role), is 10 wide: prosody first, few spectral columns, because these
+            carry the word's identity more than its delivery and the corpora are small.
         sampling_rate (`int`, *optional*, defaults to 16000):
             Rate in Hz at which features are computed; other inputs are resampled to it.
         hop_length (`int`, *optional*, defaults to 160):
@@ -54,11 +81,16 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
             Lowest f0 searched, in Hz.
         f0_max (`float`, *optional*, defaults to 500.0):
             Highest f0 searched, in Hz.
+        voicing_threshold (`float`, *optional*, defaults to 0.45):
+            Lowest normalised autocorrelation at the pitch period of a voiced frame (Praat's default).
         silence_threshold_db (`float`, *optional*, defaults to 40.0):
-            Without word timings, frames quieter than the loudest frame by more than this are leading or trailing
-            silence.
+            Frames quieter than the loudest frame by more than this are silence: never voiced, and for the
+            proportional aligner the leading and trailing silence.
+        aligner (`str`, *optional*, defaults to `"pocketsphinx"`):
+            How words without timings get their spans: `"pocketsphinx"` or `"proportional"`.
         do_normalize (`bool`, *optional*, defaults to `True`):
-            Whether to standardise features with `feature_mean` and `feature_std` (only when they are set).
+            Whether to standardise features with `feature_mean` and `feature_std`; calls refuse to run until
+            [`~CMBertFeatureExtractor.fit_normalization`] has set them (or `do_normalize=False` is passed).
         feature_mean (`list[float]`, *optional*):
             Per-feature mean, set by [`~CMBertFeatureExtractor.fit_normalization`].
         feature_std (`list[float]`, *optional*):
@@ -71,12 +103,14 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
 
     def __init__(
         self,
-        features=("f0", "voiced", "energy", "mfcc1", "mfcc2"),
+        features=DEFAULT_FEATURES,
         sampling_rate=16000,
         hop_length=160,
         f0_min=50.0,
         f0_max=500.0,
+        voicing_threshold=0.45,
         silence_threshold_db=40.0,
+        aligner="pocketsphinx",
         do_normalize=True,
         feature_mean=None,
         feature_std=None,
@@ -84,10 +118,11 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
         **kwargs,
     ):
         features = list(features)
-        unknown = [name for name in features if name not in FRAME_FEATURES]
+        unknown = [name for name in features if name not in FRAME_FEATURES + WORD_FEATURES]
         if unknown:
             raise ValueError(
-                f"Unknown feature name(s) {unknown}; allowed: 'f0', 'voiced', 'energy', 'mfcc0'..'mfcc39'."
+                f"Unknown feature name(s) {unknown}; allowed: {list(WORD_FEATURES)}, 'f0', 'voiced', 'energy', "
+                "'mfcc0'..'mfcc39'."
             )
         if not features:
             raise ValueError("`features` must name at least one feature.")
@@ -97,6 +132,8 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"feature_size={feature_size} does not match the {len(features)} features {features}.")
         if not 0 < f0_min < f0_max:
             raise ValueError(f"Need 0 < f0_min < f0_max, got f0_min={f0_min}, f0_max={f0_max}.")
+        if aligner not in ALIGNERS:
+            raise ValueError(f"`aligner` must be one of {ALIGNERS}, got {aligner!r}.")
         for name, stats in (("feature_mean", feature_mean), ("feature_std", feature_std)):
             if stats is not None and len(stats) != len(features):
                 raise ValueError(f"{name} has {len(stats)} values but there are {len(features)} features.")
@@ -107,11 +144,25 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
         self.hop_length = hop_length
         self.f0_min = float(f0_min)
         self.f0_max = float(f0_max)
+        self.voicing_threshold = float(voicing_threshold)
         self.silence_threshold_db = float(silence_threshold_db)
+        self.aligner = aligner
         self.do_normalize = do_normalize
         # Plain lists so that preprocessor_config.json holds them as JSON lists.
         self.feature_mean = None if feature_mean is None else [float(v) for v in feature_mean]
         self.feature_std = None if feature_std is None else [float(v) for v in feature_std]
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether normalisation statistics are set."""
+        return self.feature_mean is not None
+
+    def extraction_settings(self) -> dict:
+        """The settings that decide the unnormalised word features (all but the normalisation)."""
+        settings = self.to_dict()
+        for key in ("do_normalize", "feature_mean", "feature_std"):
+            settings.pop(key)
+        return settings
 
     def check_feature_size(self, expected: int):
         """
@@ -134,15 +185,14 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
         Extracts one acoustic vector per word.
 
         Args:
-            raw_audio (`np.ndarray`, `str`, `os.PathLike`, or a list of these):
-                A mono 1-D waveform or a path to an audio file soundfile can read (WAV, FLAC, ...; channels are
-                averaged). A list is a batch.
+            raw_audio (`np.ndarray`, `str`, `os.PathLike`, `dict`, or a list of these):
+                A mono 1-D waveform, a path to an audio file soundfile can read (WAV, FLAC, ...; channels are
+                averaged), or a `datasets.Audio` dict (`{"array", "sampling_rate"}` or `{"path", "bytes"}`).
+                A list is a batch.
             word_timings (`list[tuple[str, float, float]]`, or a list of these for a batch, *optional*):
                 `(word, start_s, end_s)` per word, e.g. from a forced aligner. Spans may overlap and leave gaps.
             words (`list[str]`, or a list of these for a batch, *optional*):
-                The words, when no timings exist. They are spread over the span from the first to the last
-                non-silent frame in proportion to their character length: an approximation that ignores pauses and
-                speaking rate, so prefer `word_timings` when an aligner is available.
+                The words, when no timings exist; `aligner` gives them spans.
             sampling_rate (`int`, *optional*):
                 Rate of waveform inputs; assumed to be `self.sampling_rate` when omitted. Files carry their own rate.
             do_normalize (`bool`, *optional*):
@@ -161,40 +211,88 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
         elif len(raw_audio) != len(annotations):
             raise ValueError(f"Got {len(raw_audio)} audio inputs but {len(annotations)} word lists/timings.")
         do_normalize = self.do_normalize if do_normalize is None else do_normalize
+        if do_normalize and not self.is_fitted:
+            raise ValueError(
+                "This feature extractor has no normalisation statistics (feature_mean/feature_std): fit them with "
+                "`fit_normalization` on the training set's word features, or pass do_normalize=False."
+            )
         outputs = []
-        for audio, annotation in zip(raw_audio, annotations, strict=True):
-            waveform = self._load(audio, sampling_rate)
-            features = self._word_features(waveform, annotation, timed=words is None)
-            outputs.append(self._normalize(features) if do_normalize else features.astype(np.float32))
+        for i, (audio, annotation) in enumerate(zip(raw_audio, annotations, strict=True)):
+            features = self.word_features(audio, annotation, sampling_rate, name=f"waveform {i}" if batched else None)
+            outputs.append(self.normalize(features) if do_normalize else features.astype(np.float32))
         return BatchFeature({"word_features": outputs if batched else outputs[0]})
 
-    def fit_normalization(self, data, sampling_rate=None):
+    def word_features(self, audio, annotation, sampling_rate=None, name=None) -> np.ndarray:
+        """
+        Unnormalised word features of one utterance: the step shared by `__call__` (pipeline, CLI) and
+        [`CMBertProcessor.extract_word_features`] (training data).
+
+        Args:
+            audio: one input as `raw_audio` of `__call__`.
+            annotation: its word timings `(word, start_s, end_s)` or its words (strings).
+            sampling_rate (`int`, *optional*): rate of a bare waveform.
+            name (`str`, *optional*): how errors name this input; defaults to its path or "waveform".
+
+        Returns:
+            `np.ndarray`: float64 `[n_words, feature_size]`.
+        """
+        waveform, name = self._load(audio, sampling_rate, name)
+        if not annotation:
+            raise ValueError(f"The audio {name} comes with no words: there is nothing to take features for.")
+        timed = not isinstance(annotation[0], str)
+        if not timed and any(not isinstance(word, str) for word in annotation):
+            raise ValueError(f"{name}: words must be strings, got {annotation!r}.")
+        duration = len(waveform) / self.sampling_rate
+        if duration < MIN_SECONDS_PER_WORD * len(annotation):
+            raise ValueError(
+                f"The audio {name} lasts {duration:.3f} s, too short for its {len(annotation)} word(s) (at least "
+                f"{MIN_SECONDS_PER_WORD} s per word): is it cut or the wrong file?"
+            )
+        frames, energy = self._frame_features(waveform)
+        if energy.max() < SILENCE_DBFS:
+            raise ValueError(
+                f"The audio {name} is silent (loudest frame {energy.max():.1f} dB re full scale, below "
+                f"{SILENCE_DBFS} dB): there is no speech to take features from."
+            )
+        frame_times = np.arange(len(energy)) * self.hop_length / self.sampling_rate
+        if timed:
+            timings = self._check_timings(annotation, duration, name)
+        elif self.aligner == "pocketsphinx":
+            timings = self._align(waveform, annotation, name)
+        else:
+            timings = self._spread(annotation, energy, frame_times)
+        out = np.stack([self._pool(frames, frame_times, start, end) for _, start, end in timings])
+        bad = ~np.isfinite(out)
+        if bad.any():
+            word, feature = np.argwhere(bad)[0]
+            raise ValueError(
+                f"The audio {name}: feature {self.features[feature]!r} of word {timings[word][0]!r} is not finite."
+            )
+        return out
+
+    def fit_normalization(self, word_features):
         """
         Sets `feature_mean` and `feature_std` from the words of a training set (statistics over all words pooled).
 
         Args:
-            data (iterable):
-                Items are either unnormalised word-feature arrays `[n_words, feature_size]` or pairs
-                `(raw_audio, word_timings_or_words)` as accepted by `__call__`.
-            sampling_rate (`int`, *optional*):
-                Rate of waveform inputs in the pairs.
+            word_features (iterable):
+                Unnormalised word-feature arrays `[n_words, feature_size]` (or nested lists), one per utterance:
+                the `"word_features"` column of [`CMBertProcessor.extract_word_features`] on the train split.
 
         Returns:
             `CMBertFeatureExtractor`: `self`, fitted.
         """
         rows = []
-        for item in data:
-            if isinstance(item, np.ndarray):
-                if item.ndim != 2 or item.shape[1] != self.feature_size:
-                    raise ValueError(f"Expected word features [n_words, {self.feature_size}], got {item.shape}.")
-                rows.append(item.astype(np.float64))
-            else:
-                audio, annotation = item
-                timed = bool(annotation) and not isinstance(annotation[0], str)
-                rows.append(self._word_features(self._load(audio, sampling_rate), annotation, timed))
+        for i, item in enumerate(word_features):
+            item = np.asarray(item, dtype=np.float64)
+            if item.ndim != 2 or item.shape[1] != self.feature_size:
+                raise ValueError(f"Utterance {i}: expected word features [n_words, {self.feature_size}], got {item.shape}.")
+            rows.append(item)
         stacked = np.concatenate(rows) if rows else np.zeros((0, self.feature_size))
         if len(stacked) == 0:
             raise ValueError("fit_normalization got no words.")
+        if not np.isfinite(stacked).all():
+            raise ValueError("fit_normalization got NaN or inf word features.")
         std = stacked.std(axis=0)
         # A constant feature (e.g. voicing on a voiced-only corpus) keeps its scale instead of dividing by zero.
         std[std == 0] = 1.0
@@ -202,38 +300,46 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
         self.feature_std = std.tolist()
         return self
 
-    def _normalize(self, features):
-        if self.feature_mean is None:
-            return features.astype(np.float32)
-        return ((features - np.asarray(self.feature_mean)) / np.asarray(self.feature_std)).astype(np.float32)
+    def normalize(self, word_features) -> np.ndarray:
+        """Standardises unnormalised word features `[n_words, feature_size]` with the fitted statistics (float32)."""
+        if not self.is_fitted:
+            raise ValueError("This feature extractor has no normalisation statistics: call `fit_normalization`.")
+        word_features = np.asarray(word_features, dtype=np.float64)
+        return ((word_features - np.asarray(self.feature_mean)) / np.asarray(self.feature_std)).astype(np.float32)
 
-    def _load(self, audio, sampling_rate):
-        """Returns a finite, non-empty float32 waveform at `self.sampling_rate`."""
-        if isinstance(audio, (str, os.PathLike)):
+    def _load(self, audio, sampling_rate, name):
+        """Returns a finite, non-empty float32 waveform at `self.sampling_rate` and the name errors give it."""
+        if isinstance(audio, dict) and audio.get("array") is not None:
+            audio, sampling_rate = audio["array"], audio.get("sampling_rate")
+        elif isinstance(audio, dict):
+            audio = io.BytesIO(audio["bytes"]) if audio.get("bytes") is not None else audio.get("path")
+            if audio is None:
+                raise ValueError(f"{name or 'audio'}: an audio dict needs 'array', 'bytes' or 'path'.")
+        if isinstance(audio, (str, os.PathLike, io.BytesIO)):
+            name = name or (repr(os.fspath(audio)) if not isinstance(audio, io.BytesIO) else "bytes")
             try:
                 waveform, sampling_rate = sf.read(audio, dtype="float32", always_2d=True)
-            except (sf.SoundFileError, OSError) as err:
-                raise ValueError(f"Cannot read audio file {os.fspath(audio)!r}: {err}") from err
+            except (sf.SoundFileError, OSError, RuntimeError) as err:
+                raise ValueError(f"Cannot read audio file {name}: {err}") from err
             waveform = waveform.mean(axis=1)
-            name = repr(os.fspath(audio))
         else:
+            name = name or "waveform"
             waveform = np.asarray(audio, dtype=np.float32)
             if waveform.ndim != 1:
-                raise ValueError(f"Expected a mono 1-D waveform, got shape {waveform.shape}.")
+                raise ValueError(f"Expected a mono 1-D waveform for {name}, got shape {waveform.shape}.")
             if sampling_rate is None:
                 logger.warning(f"No sampling_rate given; assuming {self.sampling_rate} Hz.")
                 sampling_rate = self.sampling_rate
-            name = "waveform"
         if waveform.size == 0:
             raise ValueError(f"The audio {name} is empty.")
         if not np.isfinite(waveform).all():
             raise ValueError(f"The audio {name} contains NaN or inf samples.")
         if sampling_rate != self.sampling_rate:
             waveform = librosa.resample(waveform, orig_sr=sampling_rate, target_sr=self.sampling_rate)
-        return waveform
+        return waveform, name
 
     def _frame_features(self, waveform):
-        """Returns the frame matrix `[n_frames, feature_size]` (f0 NaN at unvoiced frames) and energy in dB."""
+        """Returns the frame features by name (f0 NaN at unvoiced frames), all on one 10 ms grid, and energy in dB."""
         sr, hop = self.sampling_rate, self.hop_length
         # 25 ms windows for spectral features, as in COVAREP and most speech front ends.
         n_fft = 2 ** math.ceil(math.log2(0.025 * sr))
@@ -241,79 +347,100 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
             librosa.feature.rms(y=waveform, frame_length=n_fft, hop_length=hop)[0], ref=1.0, amin=1e-5, top_db=None
         )
         columns = {"energy": energy}
-        if "f0" in self.features or "voiced" in self.features:
-            # The pitch window must hold two periods of f0_min. A 0.2-semitone grid (pyin's default is 0.1) makes
-            # pyin about 3x faster at a precision far below what word averages need.
-            f0, voiced, _ = librosa.pyin(
-                waveform,
-                fmin=self.f0_min,
-                fmax=self.f0_max,
-                sr=sr,
-                frame_length=2 ** math.ceil(math.log2(2 * sr / self.f0_min + 2)),
-                hop_length=hop,
-                resolution=0.2,
-            )
-            columns.update(f0=f0, voiced=voiced.astype(np.float64))
+        if {"f0", "voiced", "f0_range"} & set(self.features):
+            columns["f0"], columns["voiced"] = self._pitch(waveform, energy)
         n_mfcc = 1 + max((int(name[4:]) for name in self.features if name.startswith("mfcc")), default=-1)
         if n_mfcc:
             mfcc = librosa.feature.mfcc(
-                y=waveform,
-                sr=sr,
-                n_mfcc=n_mfcc,
-                n_fft=n_fft,
-                win_length=int(0.025 * sr),
-                hop_length=hop,
+                y=waveform, sr=sr, n_mfcc=n_mfcc, n_fft=n_fft, win_length=int(0.025 * sr), hop_length=hop,
                 n_mels=N_MELS,
-            )
+            )  # fmt: skip
             columns.update({f"mfcc{k}": mfcc[k] for k in range(n_mfcc)})
-        frames = np.stack([columns[name] for name in self.features], axis=1).astype(np.float64)
         # librosa centres every frame, so all features share frame i at time i * hop / sr.
         assert all(len(column) == len(energy) for column in columns.values())
-        return frames, energy
+        return columns, energy
 
-    def _word_features(self, waveform, annotation, timed):
-        """Returns float64 `[n_words, feature_size]`, unnormalised."""
-        frames, energy = self._frame_features(waveform)
-        duration = len(waveform) / self.sampling_rate
-        frame_times = np.arange(len(frames)) * self.hop_length / self.sampling_rate
-        spans = self._check_timings(annotation, duration) if timed else self._spread(annotation, energy, frame_times)
-        out = np.zeros((len(spans), self.feature_size))
-        for i, (start, end) in enumerate(spans):
-            inside = np.flatnonzero((frame_times >= start) & (frame_times < end))
-            if inside.size == 0:
-                inside = [np.argmin(np.abs(frame_times - (start + end) / 2))]
-            span = frames[inside]
-            # NaN marks unvoiced f0 frames: average over the rest, 0 when the word has no voiced frame.
-            counts = (~np.isnan(span)).sum(axis=0)
-            out[i] = np.where(counts > 0, np.nansum(span, axis=0) / np.maximum(counts, 1), 0.0)
-        return out
+    def _pitch(self, waveform, energy):
+        """YIN's f0 (NaN where unvoiced) and the voicing decision (1/0) per frame."""
+        sr = self.sampling_rate
+        # The pitch window must hold two periods of f0_min.
+        frame_length = 2 ** math.ceil(math.log2(2 * sr / self.f0_min + 2))
+        f0 = librosa.yin(
+            waveform, fmin=self.f0_min, fmax=self.f0_max, sr=sr, frame_length=frame_length, hop_length=self.hop_length
+        )
+        # Normalised autocorrelation at YIN's period over the same centred frames: `width` samples against the
+        # same number one period later, which fits in the frame because a period is at most half of it.
+        padded = np.pad(waveform, frame_length // 2)
+        frames = librosa.util.frame(padded, frame_length=frame_length, hop_length=self.hop_length)[:, : len(f0)]
+        width = frame_length - math.ceil(sr / self.f0_min)
+        lag = np.clip(np.round(sr / f0).astype(int), 1, frame_length - width)  # [n_frames]
+        head = frames[:width]  # [width, n_frames]
+        later = np.take_along_axis(frames, lag[None, :] + np.arange(width)[:, None], axis=0)
+        power = np.sqrt((head**2).sum(axis=0) * (later**2).sum(axis=0))
+        periodicity = (head * later).sum(axis=0) / np.maximum(power, 1e-12)
+        loud = energy[: len(f0)] >= energy.max() - self.silence_threshold_db
+        voiced = (periodicity >= self.voicing_threshold) & loud
+        return np.where(voiced, f0, np.nan), voiced.astype(np.float64)
 
-    def _check_timings(self, word_timings, duration):
+    def _pool(self, columns, frame_times, start, end):
+        """One word's vector from the frames whose centre lies in `[start, end)`."""
+        inside = np.flatnonzero((frame_times >= start) & (frame_times < end))
+        if inside.size == 0:
+            inside = [np.argmin(np.abs(frame_times - (start + end) / 2))]
+        values = []
+        for name in self.features:
+            if name == "duration":
+                values.append(end - start)
+                continue
+            span = columns["f0" if name == "f0_range" else "energy" if name == "energy_peak" else name][inside]
+            voiced = span[~np.isnan(span)]  # only f0 has NaN, at unvoiced frames
+            if name == "f0":
+                values.append(voiced.mean() if voiced.size else 0.0)
+            elif name == "f0_range":
+                low, high = np.percentile(voiced, [10, 90]) if voiced.size > 1 else (1.0, 1.0)
+                values.append(12 * np.log2(high / low))
+            elif name == "energy_peak":
+                values.append(span.max())
+            else:
+                values.append(span.mean())
+        return np.array(values, dtype=np.float64)
+
+    def _check_timings(self, word_timings, duration, name):
         # Aligners round to 10 ms, so an end up to one hop past the last sample is still accepted.
         tolerance = self.hop_length / self.sampling_rate
-        spans = []
+        timings = []
         for entry in word_timings:
+            if isinstance(entry, dict):
+                entry = (entry.get("word"), entry.get("start"), entry.get("end"))
             if isinstance(entry, str) or len(entry) != 3:
-                raise ValueError(f"Word timings must be (word, start_s, end_s) tuples, got {entry!r}.")
+                raise ValueError(f"{name}: word timings must be (word, start_s, end_s) tuples, got {entry!r}.")
             word, start, end = entry
             if not (np.isfinite(start) and np.isfinite(end)) or end <= start:
-                raise ValueError(f"Word {word!r} has an empty or invalid span: start={start}, end={end}.")
+                raise ValueError(f"{name}: word {word!r} has an empty or invalid span: start={start}, end={end}.")
             if start < 0 or end > duration + tolerance:
                 raise ValueError(
-                    f"Word {word!r} span [{start}, {end}] s lies outside the audio duration of {duration:.3f} s."
+                    f"{name}: word {word!r} span [{start}, {end}] s lies outside the audio duration of "
+                    f"{duration:.3f} s."
                 )
-            spans.append((float(start), float(end)))
-        return spans
+            timings.append((word, float(start), float(end)))
+        return timings
+
+    def _align(self, waveform, words, name):
+        from .alignment_cmbert import AlignmentError, align_words
+
+        try:
+            timings = align_words(waveform, words, sampling_rate=self.sampling_rate)
+        except AlignmentError as err:
+            raise ValueError(f"The audio {name}: {err} (pass word timings, or use aligner='proportional')") from err
+        return self._check_timings(timings, len(waveform) / self.sampling_rate, name)
 
     def _spread(self, words, energy, frame_times):
         """Spans covering the non-silent part of the audio, split in proportion to each word's length."""
-        if any(not isinstance(word, str) for word in words):
-            raise ValueError("`words` must be a list of strings.")
         loud = np.flatnonzero(energy >= energy.max() - self.silence_threshold_db)
         start, end = frame_times[loud[0]], frame_times[loud[-1]] + self.hop_length / self.sampling_rate
         lengths = np.array([max(len(word), 1) for word in words], dtype=np.float64)
         bounds = start + (end - start) * np.concatenate([[0.0], np.cumsum(lengths)]) / max(lengths.sum(), 1.0)
-        return list(zip(bounds[:-1], bounds[1:], strict=True))
+        return list(zip(words, bounds[:-1], bounds[1:], strict=True))
 
 
 __all__ = ["CMBertFeatureExtractor"]

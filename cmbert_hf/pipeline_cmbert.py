@@ -12,7 +12,10 @@ import numpy as np
 import torch
 
 from transformers import Pipeline
+from transformers.utils import logging
 
+
+logger = logging.get_logger(__name__)
 
 TASK = "multimodal-sentiment-analysis"
 # The names of `label7` in dataset_script/mosi.py, index = round(clip(score, -3, 3)) + 3.
@@ -38,6 +41,10 @@ class CMBertSentimentPipeline(Pipeline):
       (`(word, start_s, end_s)` per word); the processor's feature extractor computes the features.
 
     Without audio the model sees zero audio features, which is exactly its text-only forward (`audio_features=None`).
+    Raw `"audio"` is accepted only by a model trained on this feature extractor's features (its config's
+    `audio_feature_source` is `"extractor"`, with the same feature names, and the extractor is fitted); a model
+    trained on precomputed features takes `"audio_features"`. A model trained without audio
+    (`audio_feature_source=None`) ignores any audio, with one warning.
 
     Returns, per input, a dict with `"score"` (the prediction clipped to [-3, 3]), `"label"` (the 7-class name of
     CMU-MOSI's Acc7, from the rounded score) and `"polarity"` (`"positive"` when the score is `>= 0`, the "has0"
@@ -84,6 +91,7 @@ class CMBertSentimentPipeline(Pipeline):
                 f"The processor makes audio vectors of {self.processor.audio_feature_size} features but the model "
                 f"takes {self.model.config.audio_feature_size} (`audio_feature_size`): load both from one folder."
             )
+        self._warned_audio_ignored = False
 
     def _sanitize_parameters(self, max_length=None, return_attention=None):
         preprocess = {} if max_length is None else {"max_length": max_length}
@@ -99,6 +107,17 @@ class CMBertSentimentPipeline(Pipeline):
         unknown = set(inputs) - {"text", "audio_features", "audio_level", "audio", "sampling_rate", "word_timings"}
         if unknown:
             raise ValueError(f"Unknown input keys {sorted(unknown)}.")
+        config = self.model.config
+        if config.audio_feature_source is None and any(inputs.get(k) is not None for k in ("audio", "audio_features")):
+            if not self._warned_audio_ignored:
+                logger.warning("This model was trained without audio (text only): the audio given is ignored.")
+                self._warned_audio_ignored = True
+            inputs = {"text": inputs["text"]}
+        if inputs.get("audio") is not None:
+            # The model's record decides which features it takes (the processor checks its own as well).
+            self.processor.check_raw_audio(
+                config.audio_feature_source, config.audio_feature_names, config.audio_feature_size
+            )
         # A batch of one gives [1, L] tensors, the shape the pipeline's collator pads and stacks. The processor
         # checks the audio (and refuses `audio` together with `audio_features`).
         audio = {}

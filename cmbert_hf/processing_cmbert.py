@@ -4,12 +4,23 @@ CMU-MOSI's acoustic features are one vector per *word*; BERT positions are *word
 code fed the word vectors position by position, so audio drifted from text after the first split word.
 Here each word's vector is repeated over all its pieces and `[CLS]`, `[SEP]` and padding get zero rows
 (spec, "Inputs"). Features already aligned to BERT positions (`audio_level="token"`) are taken as they are.
+
+Raw audio goes through the feature extractor on one path for training and inference: a data set is featurised by
+`Dataset.map` steps (`extract_word_features`, then `normalize_word_features` with statistics fitted on the train
+split), a single utterance by `__call__`; both run `CMBertFeatureExtractor.word_features` and `normalize`.
 """
+
+import hashlib
+import inspect
+import json
+from pathlib import Path
 
 import numpy as np
 
 from transformers import BatchEncoding, ProcessorMixin
 from transformers.utils import logging
+
+from .configuration_cmbert import AUDIO_FEATURE_SOURCES
 
 
 logger = logging.get_logger(__name__)
@@ -30,10 +41,30 @@ class CMBertProcessor(ProcessorMixin):
             Width of the acoustic vectors, the model's `audio_feature_size`. Defaults to the feature extractor's
             width; differs from it for models trained on precomputed features (COVAREP: 5 for MOSI, 74 for MOSEI),
             which then accept `audio_features` only.
+        audio_feature_source (`str`, *optional*, defaults to `"extractor"`):
+            Where the model's audio vectors came from: `"extractor"` (this feature extractor, the only source that
+            accepts raw `audio`), `"covarep"` (the MOSI/MOSEI releases' precomputed features), `"synthetic"`, or
+            `None` (trained without audio). The model config records the same (`CMBertConfig.audio_feature_source`).
+        audio_feature_names (`list[str]`, *optional*):
+            The names of the audio vectors' columns; defaults to the feature extractor's `features` when the source
+            is `"extractor"`, else none.
     """
 
-    def __init__(self, feature_extractor, tokenizer, audio_feature_size: int | None = None):
+    def __init__(
+        self,
+        feature_extractor,
+        tokenizer,
+        audio_feature_size: int | None = None,
+        audio_feature_source: str | None = "extractor",
+        audio_feature_names: list[str] | None = None,
+    ):
+        if audio_feature_source not in AUDIO_FEATURE_SOURCES:
+            raise ValueError(f"`audio_feature_source` must be one of {AUDIO_FEATURE_SOURCES}, got {audio_feature_source!r}.")
         self.audio_feature_size = audio_feature_size or feature_extractor.feature_size
+        self.audio_feature_source = audio_feature_source
+        if audio_feature_names is None and audio_feature_source == "extractor":
+            audio_feature_names = feature_extractor.features
+        self.audio_feature_names = None if audio_feature_names is None else list(audio_feature_names)
         super().__init__(feature_extractor, tokenizer)
 
     @property
@@ -83,7 +114,7 @@ class CMBertProcessor(ProcessorMixin):
         if audio is not None:
             if audio_features is not None:
                 raise ValueError("Pass either `audio` or `audio_features`, not both.")
-            self.feature_extractor.check_feature_size(self.audio_feature_size)
+            self.check_raw_audio(self.audio_feature_source, self.audio_feature_names, self.audio_feature_size)
             if word_timings is None:
                 annotations = {"words": words}
             else:
@@ -114,6 +145,138 @@ class CMBertProcessor(ProcessorMixin):
             encoding = BatchEncoding({key: value[0] for key, value in encoding.items()})
         return BatchEncoding(dict(encoding), tensor_type=return_tensors)
 
+    def check_raw_audio(self, source, names, width):
+        """
+        Raises a `ValueError`, saying what the model takes instead, unless this feature extractor makes the model's
+        audio vectors: features of the model's `source`, `names` and `width`, normalised as in training.
+
+        Args:
+            source (`str` or `None`): the model's `audio_feature_source`.
+            names (`list[str]` or `None`): the model's `audio_feature_names`.
+            width (`int`): the model's `audio_feature_size`.
+        """
+        extractor = self.feature_extractor
+        how = (
+            f"pass its word-level features as `audio_features`, an array [n_words, {width}] "
+            "(`cmbert predict --features FILE.npy`)"
+        )
+        if source != "extractor":
+            origin = "no audio" if source is None else f"precomputed {source!r} features ({width} per word)"
+            raise ValueError(f"This model was trained on {origin}, not on features extracted from raw audio: {how}.")
+        if list(names or []) != list(extractor.features):
+            raise ValueError(
+                f"This model was trained on the audio features {names} but the feature extractor makes "
+                f"{extractor.features}: load the feature extractor saved with the model, or {how}."
+            )
+        extractor.check_feature_size(width)
+        if extractor.do_normalize and not extractor.is_fitted:
+            raise ValueError(
+                "The feature extractor has no normalisation statistics (feature_mean/feature_std in "
+                "preprocessor_config.json), so its features would not be on the scale the model was trained on: "
+                f"use the feature extractor saved by training, or {how}."
+            )
+
+    def extract_word_features(
+        self, dataset, audio_column="audio", text_column="text", timings_column=None, num_proc=None, batch_size=16
+    ):
+        """
+        Adds a `"word_features"` column of *unnormalised* word features `[n_words, feature_size]` to a
+        `datasets.Dataset`, with `Dataset.map` (batched, in `num_proc` processes). The map is cached under a
+        fingerprint of the data, the columns, the extractor's settings (not its normalisation) and its source code,
+        so that a second run loads the cached result and changed settings recompute.
+
+        Args:
+            dataset (`datasets.Dataset`):
+                Rows with the audio (a `datasets.Audio` column, an `{"array", "sampling_rate"}` or
+                `{"path", "bytes"}` dict, or a file path) and the text.
+            audio_column (`str`, *optional*, defaults to `"audio"`): the audio's column.
+            text_column (`str`, *optional*, defaults to `"text"`): the transcript's column (words split on white space).
+            timings_column (`str`, *optional*):
+                A column of word timings (`{"word", "start", "end"}` dicts or `(word, start_s, end_s)` per word);
+                without one the extractor's `aligner` times the words.
+            num_proc (`int`, *optional*): processes for `Dataset.map`.
+            batch_size (`int`, *optional*, defaults to 16): rows per map batch.
+
+        Returns:
+            `datasets.Dataset`: `dataset` plus `"word_features"`.
+        """
+        audio_type = dataset.features.get(audio_column)
+        if audio_type is None or text_column not in dataset.features:
+            raise ValueError(
+                f"The dataset needs the columns {audio_column!r} and {text_column!r}; it has {list(dataset.features)}."
+            )
+        if type(audio_type).__name__ == "Audio" and audio_type.decode:
+            # The extractor reads the stored bytes itself (soundfile + its resampler), as it reads files at inference.
+            dataset = dataset.cast_column(audio_column, type(audio_type)(decode=False))
+        columns = {"audio_column": audio_column, "text_column": text_column, "timings_column": timings_column}
+        return dataset.map(
+            _extract_batch,
+            batched=True,
+            batch_size=batch_size,
+            with_indices=True,
+            num_proc=num_proc,
+            fn_kwargs={"extractor": self.feature_extractor, **columns},
+            new_fingerprint=_fingerprint(dataset, columns, self.feature_extractor.extraction_settings(), _source_hash(self.feature_extractor)),
+            desc="extract word features",
+        )
+
+    def normalize_word_features(self, dataset, num_proc=None):
+        """
+        Replaces a dataset's `"audio"` column by its `"word_features"` normalised with the fitted statistics (the
+        pipeline's `normalize`), and sets `"audio_level"` to `"word"`: the layout of the precomputed data sets, which
+        the training's encoding takes as it is.
+
+        Args:
+            dataset (`datasets.Dataset`): the output of [`~CMBertProcessor.extract_word_features`].
+            num_proc (`int`, *optional*): processes for `Dataset.map`.
+
+        Returns:
+            `datasets.Dataset`
+        """
+        extractor = self.feature_extractor
+        drop = [name for name in ("audio", "word_features", "audio_level") if name in dataset.column_names]
+        return dataset.map(
+            _normalize_batch,
+            batched=True,
+            num_proc=num_proc,
+            fn_kwargs={"extractor": extractor},
+            remove_columns=drop,
+            new_fingerprint=_fingerprint(dataset, "normalize", extractor.feature_mean, extractor.feature_std),
+            desc="normalise word features",
+        )
+
+    def prepare_audio_splits(self, splits, fit_split="train", timings_column=None, num_proc=None):
+        """
+        Featurises raw-audio data splits for training: extracts word features from every split, fits the
+        normalisation on `fit_split` only, then normalises every split.
+
+        Args:
+            splits (`datasets.DatasetDict`): splits with `"audio"` and `"text"` columns.
+            fit_split (`str`, *optional*, defaults to `"train"`): the split the statistics come from.
+            timings_column (`str`, *optional*): as for [`~CMBertProcessor.extract_word_features`].
+            num_proc (`int`, *optional*): processes for `Dataset.map`.
+
+        Returns:
+            The same kind of mapping, each split with normalised word features in `"audio"` (`"audio_level"`
+            `"word"`); the feature extractor is fitted.
+        """
+        extracted = {
+            name: self.extract_word_features(split, timings_column=timings_column, num_proc=num_proc)
+            for name, split in splits.items()
+        }
+        self.feature_extractor.fit_normalization(extracted[fit_split]["word_features"])
+        return type(splits)({name: self.normalize_word_features(split, num_proc) for name, split in extracted.items()})
+
+    @staticmethod
+    def has_raw_audio(dataset, audio_column="audio") -> bool:
+        """Whether `audio_column` holds recordings (a `datasets.Audio`, an audio dict or a path) rather than vectors."""
+        feature = dataset.features.get(audio_column)
+        if type(feature).__name__ == "Audio":
+            return True
+        if isinstance(feature, dict):
+            return bool({"array", "path", "bytes"} & set(feature))
+        return getattr(feature, "dtype", None) in ("string", "large_string")
+
     def _align(self, encoding, index: int, feats: np.ndarray, n_words: int, audio_level: str) -> np.ndarray:
         width = self.audio_feature_size
         if feats.ndim != 2 or feats.shape[1] != width:
@@ -134,6 +297,46 @@ class CMBertProcessor(ProcessorMixin):
         word_ids = np.array([-1 if w is None else w for w in encoding.word_ids(index)])
         table = np.concatenate([np.zeros((1, width), dtype=np.float32), feats])
         return table[word_ids + 1]
+
+
+def _extract_batch(batch, indices, extractor, audio_column, text_column, timings_column):
+    """`Dataset.map` function of `extract_word_features` (module level so that worker processes can load it)."""
+    word_features = []
+    for i, index in enumerate(indices):
+        audio = batch[audio_column][i]
+        path = audio.get("path") if isinstance(audio, dict) else audio if isinstance(audio, str) else None
+        name = f"row {index}" + (f" ({path})" if path else "")
+        if timings_column is None:
+            try:
+                annotation = _split_words(batch[text_column][i], is_split_into_words=False)
+            except ValueError as err:
+                raise ValueError(f"{name}: {err}") from err
+        else:
+            annotation = batch[timings_column][i]
+        word_features.append(extractor.word_features(audio, annotation, name=name).astype(np.float32))
+    return {"word_features": word_features}
+
+
+def _normalize_batch(batch, extractor):
+    """`Dataset.map` function of `normalize_word_features`."""
+    features = batch["word_features"]
+    return {"audio": [extractor.normalize(row) for row in features], "audio_level": ["word"] * len(features)}
+
+
+def _fingerprint(dataset, *parts) -> str:
+    """A `datasets` fingerprint for a map over `dataset` decided by `parts` (JSON-able)."""
+    text = json.dumps([dataset._fingerprint, *parts], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _source_hash(extractor) -> str:
+    """The feature extraction code (the extractor's file and the aligner beside it): a change re-extracts."""
+    folder = Path(inspect.getfile(type(extractor))).parent
+    digest = hashlib.sha256()
+    for name in ("feature_extraction_cmbert.py", "alignment_cmbert.py"):
+        if (folder / name).is_file():
+            digest.update((folder / name).read_bytes())
+    return digest.hexdigest()
 
 
 def _is_batched(text, is_split_into_words: bool) -> bool:

@@ -11,7 +11,9 @@ import pytest
 import soundfile as sf
 from PIL import Image
 from test_feature_extraction import ESPEAK_RATE, clips, join  # noqa: F401  (clips: the espeak-ng fixture)
-from test_pipeline import TEXTS, model_and_processor, pipe, tiny_folder, word_features  # noqa: F401  (fixtures)
+from test_pipeline import COVAREP, TEXT_ONLY, TEXTS, model_and_processor, pipe, tiny_folder, variant  # noqa: F401
+from test_pipeline import word_features
+from test_processor import TONE
 
 from cmbert_hf.cli import load_pipeline, main
 from cmbert_hf.metrics import sentiment_metrics
@@ -135,6 +137,48 @@ def test_errors_are_messages_and_a_non_zero_exit(tiny_folder, tmp_path, capsys, 
     error = capsys.readouterr().err
     assert f"cmbert {argv[0]}: error: " in error and message.format(tmp=tmp_path) in error
     assert "Traceback" not in error
+
+
+@pytest.fixture(scope="module")
+def tone(tmp_path_factory):
+    """Two seconds of a steady tone as a WAV file, and two timings files that split it differently."""
+    folder = tmp_path_factory.mktemp("tone")
+    sf.write(folder / "tone.wav", np.tile(TONE, 2), 16000)
+    for name, middle in (("early", 0.4), ("late", 1.6)):
+        (folder / f"{name}.tsv").write_text(f"hello\t0.0\t{middle}\nthere\t{middle}\t2.0\n")
+    return folder
+
+
+def _predict(argv, capsys) -> dict:
+    assert main(["predict", *argv]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_timings_change_the_features_of_a_steady_tone(tiny_folder, tone, capsys):  # noqa: F811
+    # Every frame of a tone is alike: only the words' durations tell the two splits apart.
+    argv = ["--model", str(tiny_folder), "--text", "hello there", "--audio", str(tone / "tone.wav")]
+    early = _predict([*argv, "--timings", str(tone / "early.tsv")], capsys)["score"]
+    late = _predict([*argv, "--timings", str(tone / "late.tsv")], capsys)["score"]
+    assert abs(early - late) > 1e-4
+
+
+def test_audio_for_a_model_of_precomputed_features_says_to_pass_features(tiny_folder, tone, tmp_path, capsys):  # noqa: F811
+    folder = variant(tiny_folder, tmp_path / "covarep", config=COVAREP)
+    argv = ["--text", "hello there", "--audio", str(tone / "tone.wav"), "--timings", str(tone / "early.tsv")]
+    assert main(["predict", "--model", str(folder), *argv]) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("cmbert predict: error: This model was trained on precomputed 'covarep' features (5 per")
+    assert error.endswith("(`cmbert predict --features FILE.npy`).")
+
+
+def test_audio_for_a_text_only_model_is_ignored_with_one_line(tiny_folder, tone, tmp_path, capsys, caplog):  # noqa: F811
+    folder = variant(tiny_folder, tmp_path / "text-only", config=TEXT_ONLY)
+    text_only = _predict(["--model", str(folder), "--text", "hello there"], capsys)
+    argv = ["--model", str(folder), "--text", "hello there", "--audio", str(tone / "tone.wav")]
+    assert _predict([*argv, "--timings", str(tone / "early.tsv")], capsys) == text_only
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "This model was trained without audio (text only): the audio given is ignored."
+    ]
 
 
 def test_console_script_exits_non_zero_on_a_missing_file(tiny_folder, tmp_path):  # noqa: F811

@@ -1,6 +1,7 @@
 """CMBertSentimentPipeline: scores against the model's own forward, labels, batching, audio, remote code."""
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,7 @@ import soundfile as sf
 import torch
 from huggingface_hub import HfApi
 from test_feature_extraction import ESPEAK_RATE, clips, join  # noqa: F401  (clips: the espeak-ng fixture)
+from test_processor import FIVE, TIMINGS, TONE
 from transformers import AutoTokenizer, pipeline
 
 from cmbert_hf import (
@@ -28,26 +30,45 @@ TEXTS = ["what a wonderful movie", "the plot was terribly boring and the acting 
 
 
 def word_features(text, seed=0):
-    """Random word-level features, one row per white-space word (D = 5, the extractor's default width)."""
+    """Random word-level features, one row per white-space word (D = 5, the tiny model's extractor's width)."""
     return np.random.default_rng(seed).normal(size=(len(text.split()), 5)).astype(np.float32)
 
 
 @pytest.fixture(scope="session")
 def tiny_folder(tmp_path_factory, minilm_path):
-    """A tiny random CM-BERT regression model with the MiniLM tokenizer, saved with its processor."""
+    """A tiny random CM-BERT regression model with the MiniLM tokenizer, saved with its processor: trained (as its
+    config records) on the features of its feature extractor, five of them, normalised with fitted statistics."""
     folder = tmp_path_factory.mktemp("tiny-cmbert")
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
     torch.manual_seed(0)
     config = CMBertConfig(
         vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=37, num_labels=1,
+        intermediate_size=37, num_labels=1, audio_feature_source="extractor", audio_feature_names=FIVE,
     )  # fmt: skip
     model = CMBertForSequenceClassification(config)
     # A larger head than the N(0, 0.02) init, so that scores lie well away from 0 and differ between inputs.
     torch.nn.init.normal_(model.classifier.weight, std=1.0)
     model.save_pretrained(folder)
-    CMBertProcessor(CMBertFeatureExtractor(), tokenizer).save_pretrained(folder)
+    # Statistics of the scale of speech features (f0 in Hz, voicing fraction, energy and peak in dB, duration in s).
+    rows = np.random.default_rng(0).normal([120, 0.8, -30, -15, 0.4], [30, 0.2, 8, 6, 0.2], size=(200, 5))
+    extractor = CMBertFeatureExtractor(features=FIVE).fit_normalization([rows])
+    CMBertProcessor(extractor, tokenizer).save_pretrained(folder)
     return folder
+
+
+def variant(folder, target, config=None, extractor=None):
+    """A copy of a saved model folder with changed config.json and feature extractor entries."""
+    shutil.copytree(folder, target)
+    for name, changes in (("config.json", config), ("processor_config.json", extractor)):
+        path = target / name
+        saved = json.loads(path.read_text())
+        (saved["feature_extractor"] if name == "processor_config.json" else saved).update(changes or {})
+        path.write_text(json.dumps(saved))
+    return target
+
+
+def load(folder):
+    return pipeline(TASK, model=str(folder), pipeline_class=CMBertSentimentPipeline, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +173,7 @@ def test_audio_file_with_word_timings(pipe, model_and_processor, clips, tmp_path
     from_file = pipe({"text": text, "audio": str(path), "word_timings": timings})
     assert from_file["score"] == pytest.approx(expected, abs=1e-5)
     from_waveform = pipe({"text": text, "audio": waveform, "sampling_rate": ESPEAK_RATE, "word_timings": timings})
-    assert from_waveform["score"] == pytest.approx(expected, abs=1e-4)
+    assert from_waveform["score"] == pytest.approx(expected, abs=1e-3)  # the file holds 16-bit samples
     assert abs(from_file["score"] - pipe(text)["score"]) > 1e-4  # the speech was used
 
 
@@ -174,6 +195,48 @@ def test_bad_inputs_raise_clear_errors(pipe, model_and_processor):
     wide = CMBertForSequenceClassification(CMBertConfig(**{**model.config.to_dict(), "audio_feature_size": 74}))
     with pytest.raises(ValueError, match=r"processor makes audio vectors of 5 features but the model takes 74"):
         CMBertSentimentPipeline(model=wide, processor=processor, device="cpu")
+
+
+TONE_INPUT = {"text": "hello there", "audio": TONE, "sampling_rate": 16000, "word_timings": TIMINGS}
+COVAREP = {"audio_feature_source": "covarep", "audio_feature_names": None}
+TEXT_ONLY = {"audio_feature_source": None, "audio_feature_names": None}
+
+
+@pytest.mark.parametrize(
+    "config, extractor, message",
+    [
+        (COVAREP, {}, r"trained on precomputed 'covarep' features \(5 per word\).*`audio_features`.*--features"),
+        ({"audio_feature_names": ["f0", "voiced", "energy", "mfcc1", "mfcc2"]}, {},
+         r"trained on the audio features \['f0', 'voiced', 'energy', 'mfcc1', 'mfcc2'\] but the feature extractor"),
+        ({}, {"feature_mean": None, "feature_std": None}, "no normalisation statistics.*--features"),
+    ],
+)  # fmt: skip
+def test_raw_audio_is_refused_with_what_the_model_takes(tiny_folder, tmp_path, config, extractor, message):
+    pipe = load(variant(tiny_folder, tmp_path / "variant", config, extractor))
+    with pytest.raises(ValueError, match=message):
+        pipe(TONE_INPUT)
+    # Its precomputed features still score, as they did in training.
+    assert -3 <= pipe({"text": "hello there", "audio_features": word_features("hello there")})["score"] <= 3
+
+
+def test_the_fitted_extractor_scores_raw_audio_on_the_training_scale(pipe, model_and_processor):
+    model, processor = model_and_processor
+    extractor = processor.feature_extractor
+    raw = extractor(TONE, word_timings=TIMINGS, sampling_rate=16000, do_normalize=False)["word_features"]
+    # What the model sees: standardised with the saved statistics, not Hz and dB.
+    normalized = (raw - np.asarray(extractor.feature_mean)) / np.asarray(extractor.feature_std)
+    expected, *_ = manual_forward(model, processor, "hello there", audio_features=normalized.astype(np.float32))
+    assert pipe(TONE_INPUT)["score"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_text_only_model_ignores_audio_with_one_warning(tiny_folder, tmp_path, caplog):
+    pipe = load(variant(tiny_folder, tmp_path / "text-only", TEXT_ONLY))
+    text_only = pipe("hello there")["score"]
+    results = pipe([TONE_INPUT, {"text": "hello there", "audio_features": word_features("hello there")}])
+    # The tiny model's audio weights are not zero: equal scores mean the audio never reached it.
+    assert [result["score"] for result in results] == pytest.approx([text_only] * 2, abs=1e-6)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["This model was trained without audio (text only): the audio given is ignored."]
 
 
 def test_saved_folder_names_and_ships_the_pipeline(tiny_folder, pipe):
