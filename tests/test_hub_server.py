@@ -220,3 +220,28 @@ def test_trust_remote_code_round_trip(hub_server, tmp_path):
     assert "trust_remote_code=True" in loaded["refused"]
     assert ("GET", f"/user/x-remote/resolve/{pushed['oid']}/modeling_x.py", 200) in hub_server.requests
     assert (loaded["cls"], loaded["out"]) == ("XModel", pushed["out"])
+
+
+def test_a_failed_first_push_deletes_the_repo_it_created(hub_env, hub_server, tmp_path):
+    from cmbert_hf.hub import PushError, push_folder
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    api = HfApi()
+    api.create_repo("user/kept")
+    hub_server.refuse_commits = True
+    for repo in ("user/new", "user/kept"):
+        with pytest.raises(PushError, match=f"retry with: cmbert push {folder} --repo-id {repo}"):
+            push_folder(folder, repo)
+    assert ("DELETE", "/api/repos/delete", 200) in hub_server.requests
+    assert not api.repo_exists("user/new")  # created by the failed push: gone again
+    assert api.repo_exists("user/kept")  # there before: kept
+    with pytest.raises(PushError, match="has no README.md"):
+        push_folder(folder, "user/data", repo_type="dataset")  # no README.md: refused before any request
+    (folder / "README.md").write_text("---\n---\n")
+    with pytest.raises(PushError, match="retry with: cmbert push .* --repo-id user/data --repo-type dataset"):
+        push_folder(folder, "user/data", repo_type="dataset")
+    assert not api.repo_exists("user/data", repo_type="dataset")
+    hub_server.refuse_commits = False
+    assert push_folder(folder, "user/data", repo_type="dataset").oid == api.dataset_info("user/data").sha
