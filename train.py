@@ -142,14 +142,15 @@ class CMBertTrainingArguments(TrainingArguments):
         super().__post_init__()
 
 
+CONFIG_HELP = "YAML recipe: its keys are the dataclass field names (the flags above, without --)."
+
+
 def parse_args(argv: list[str] | None = None):
     """Dataclasses from `--config x.yaml` defaults and command-line overrides."""
     config_parser = argparse.ArgumentParser(add_help=False)
-    config_parser.add_argument("--config", help="YAML recipe: its keys are the dataclass fields below.")
+    config_parser.add_argument("--config", help=CONFIG_HELP)
     config, argv = config_parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser((ModelArguments, DataArguments, CMBertTrainingArguments))
-    # Parsed above; listed again (never stored: SUPPRESS) so that --help shows it.
-    parser.add_argument("--config", default=argparse.SUPPRESS, help=config_parser._actions[0].help)
     if config.config:
         path = config.config
         defaults = yaml.safe_load(Path(path).read_text()) or {}
@@ -158,6 +159,8 @@ def parse_args(argv: list[str] | None = None):
         if unknown:
             raise ValueError(f"{path}: unknown keys {unknown}; keys are the fields of train.py's argument dataclasses.")
         parser.set_defaults(**defaults)
+    # Parsed above; listed again (never stored: SUPPRESS) so that --help shows it.
+    parser.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     if model_args.original:
         defaults = ModelArguments()
@@ -223,7 +226,7 @@ def check_arguments(model_args, data_args, training_args) -> None:
     if training_args.overwrite_output_dir and training_args.resume_from_checkpoint:
         raise ArgumentError("--overwrite_output_dir trains afresh; it cannot go with --resume_from_checkpoint.")
     try:
-        check_model_location(model_args.model_name_or_path)
+        check_model_location(resolve_model_path(model_args.model_name_or_path))
     except FileNotFoundError as error:
         raise ArgumentError(f"--model_name_or_path: {error}") from error
     if data_args.pad_to_max_length is None:

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from httpx2 import HTTPError  # huggingface_hub's HTTP client: connection failures are not HfHubHTTPError
-from huggingface_hub import CommitInfo, HfApi
+from huggingface_hub import CommitInfo, HfApi, constants, try_to_load_from_cache
 from huggingface_hub.errors import HfHubHTTPError
 
 # Training leftovers that are not part of the model repository.
@@ -21,12 +21,15 @@ class PushError(RuntimeError):
 def check_model_location(name: str) -> None:
     """Raises `FileNotFoundError` for a `name` that can only be a local folder and is not one, before the Hub
     client spends its retries on it: a path starting with `.`, `/` or `~`, with more than one `/` (Hub ids are
-    NAMESPACE/NAME), or whose first component is an existing local folder (`outputs/typo`)."""
+    NAMESPACE/NAME), or whose first component is an existing local folder (`outputs/typo`). With
+    `HF_HUB_OFFLINE` set, a Hub id must be in the local cache."""
     if os.path.exists(os.path.expanduser(name)):
         return
     first = name.split("/", 1)[0]
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or ("/" in name and os.path.isdir(first)):
         raise FileNotFoundError(f"model folder not found: {name}")
+    if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(name, "config.json"), str):
+        raise FileNotFoundError(f"{name} is neither a local folder nor in the Hub cache, and HF_HUB_OFFLINE is set")
 
 
 def push_folder(

@@ -182,3 +182,18 @@ def test_broken_models_and_missing_data_are_one_line(tiny_folder, tmp_path, caps
     error = capsys.readouterr().err
     assert len(error.strip().splitlines()) == 1 and "Traceback" not in error, error
     assert error.startswith(f"cmbert {argv[0]}: error: ") and message.format(tmp=tmp_path) in error, error
+
+
+def test_hub_ids_are_looked_up_in_the_cache_when_offline(tiny_folder, tmp_path, monkeypatch):  # noqa: F811
+    from huggingface_hub import constants
+
+    from cmbert_hf.hub import check_model_location
+
+    monkeypatch.chdir(tmp_path)  # no local folder named like the repo's namespace
+    check_model_location(str(tiny_folder))
+    check_model_location("user/model")  # online: left to the Hub client
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(FileNotFoundError, match="user/model is neither a local folder nor in the Hub cache"):
+        check_model_location("user/model")
+    check_model_location(str(tiny_folder))  # local folders need no cache

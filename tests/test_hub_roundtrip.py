@@ -286,3 +286,21 @@ def test_dataset_export_pushes_and_loads_back_row_for_row(hub_server, hub_env, t
             for column in local[split].column_names:  # Arrow equality: every row, floats bit for bit
                 assert remote[split].data.table.column(column).equals(local[split].data.table.column(column)), \
                     (config, split, column)
+
+
+def test_dataset_export_with_the_hub_down_says_how_to_retry(hub_server, hub_env, tmp_path):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    out, repo = tmp_path / "export", "user/mosi-retry"
+    failed = run([sys.executable, "-m", "dataset_script", "export", "--config", "synthetic", "--out", str(out),
+                  "--cache-dir", str(tmp_path / "cache"), "--push-to-hub", repo],
+                 client_env(dead, tmp_path / "client_dead"), timeout=240, expect=1)
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith("dataset_script export: error: Pushing") and "Traceback" not in failed.stderr
+    assert last.endswith(f"retry with: cmbert push {out} --repo-id {repo} --repo-type dataset")
+    cmbert = shutil.which("cmbert", path=str(Path(sys.executable).parent))
+    run([cmbert, "push", str(out), "--repo-id", repo, "--repo-type", "dataset"],
+        client_env(hub_server, tmp_path / "client_push"), timeout=120)  # the printed retry works
+    exported = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert HfApi().list_repo_files(repo, repo_type="dataset") == exported
