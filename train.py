@@ -29,13 +29,20 @@ Launch commands:
 
 `--config x.yaml` sets defaults (keys are the dataclass field names below), command-line flags override them,
 unknown keys are an error. The run writes a Hub-ready folder to `output_dir`: weights, config with `auto_map`,
-model code, processor, `results.json` and the model card.
+model code, processor, `results.json` and the model card, then deletes its checkpoints and prints the test metrics.
+
+Reruns: `output_dir/run_args.json` records the arguments that define the run when training starts. Rerunning the
+same command after an interruption resumes from the last checkpoint; a finished run (`results.json` present), an
+unfinished one started with other arguments, or a folder train.py did not write, is refused with a message.
+`--overwrite_output_dir` trains afresh in a run folder, deleting only the files train.py writes (RUN_FILES below);
+with `--seeds`, finished seeds of an interrupted sweep are kept and only the others are trained.
 """
 
 import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,13 +51,14 @@ import numpy as np
 import torch
 import transformers
 import yaml
-from transformers import AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
+from transformers import AutoTokenizer, HfArgumentParser, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from cmbert_hf import CMBertDataCollator, CMBertForSequenceClassification, CMBertProcessor, compute_metrics
 from cmbert_hf.configuration_cmbert import ORIGINAL_FUSION
 from cmbert_hf.feature_extraction_cmbert import CMBertFeatureExtractor
-from cmbert_hf.hub import PushError, push_folder
+from cmbert_hf.hub import PushError, check_model_location, push_folder
+from cmbert_hf.metrics import markdown_table, summarize
 from cmbert_hf.model_card import write_model_card
 from cmbert_hf.training import CMBertTrainer, freeze
 from dataset_script import load_mosi
@@ -90,8 +98,10 @@ class DataArguments:
     data_dir: str | None = field(default=None, metadata={"help": "Folder with the config's files."})
     dataset_cache_dir: str | None = field(default=None, metadata={"help": "datasets cache for the prepared data."})
     max_length: int = field(default=50, metadata={"help": "Word-piece truncation length (the paper's 50)."})
-    pad_to_max_length: bool = field(
-        default=False, metadata={"help": "Pad every batch to max_length like the original (slower)."}
+    pad_to_max_length: bool | None = field(
+        default=None,
+        metadata={"help": "Pad every batch to max_length (slower). Default: as --original implies, which pads "
+                  "like the original code, whose whole-batch norm depends on the padding; otherwise no."},
     )
     pad_to_multiple_of: int | None = field(default=None, metadata={"help": "Round padded lengths up (8 on GPU)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the train split (debugging)."})
@@ -119,6 +129,10 @@ class CMBertTrainingArguments(TrainingArguments):
     metric_for_best_model: str | None = "loss"
     greater_is_better: bool | None = False
     logging_steps: float = 10
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Train afresh in output_dir, deleting the files of the run there (not other files)."},
+    )
 
     def __post_init__(self):
         # Without an accelerator, processes started by `accelerate launch` only form a (gloo) DDP group when
@@ -128,10 +142,13 @@ class CMBertTrainingArguments(TrainingArguments):
         super().__post_init__()
 
 
+CONFIG_HELP = "YAML recipe: its keys are the dataclass field names (the flags above, without --)."
+
+
 def parse_args(argv: list[str] | None = None):
     """Dataclasses from `--config x.yaml` defaults and command-line overrides."""
     config_parser = argparse.ArgumentParser(add_help=False)
-    config_parser.add_argument("--config", help="YAML recipe: its keys are the dataclass fields below.")
+    config_parser.add_argument("--config", help=CONFIG_HELP)
     config, argv = config_parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser((ModelArguments, DataArguments, CMBertTrainingArguments))
     if config.config:
@@ -142,6 +159,8 @@ def parse_args(argv: list[str] | None = None):
         if unknown:
             raise ValueError(f"{path}: unknown keys {unknown}; keys are the fields of train.py's argument dataclasses.")
         parser.set_defaults(**defaults)
+    # Parsed above; listed again (never stored: SUPPRESS) so that --help shows it.
+    parser.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     if model_args.original:
         defaults = ModelArguments()
@@ -193,8 +212,137 @@ def featurize_audio(raw, dataset_config, feature_extractor, tokenizer, use_audio
     return raw, {"audio_feature_source": "extractor", "audio_feature_names": feature_extractor.features}
 
 
-def run(model_args, data_args, training_args, callbacks=None) -> dict:
+class ArgumentError(ValueError):
+    """Arguments or an output folder that cannot start a run: printed as one line by the command line."""
+
+
+def check_arguments(model_args, data_args, training_args) -> None:
+    """Refuses values that would train nothing or make no sense, before anything is loaded; settles the
+    arguments whose default depends on others (`pad_to_max_length`)."""
+    positive = {
+        "per_device_train_batch_size": training_args.per_device_train_batch_size,
+        "per_device_eval_batch_size": training_args.per_device_eval_batch_size,
+        "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
+        "learning_rate": training_args.learning_rate,
+        "fusion_learning_rate": model_args.fusion_learning_rate,
+        "max_length": data_args.max_length,
+        "max_train_samples": data_args.max_train_samples,
+        "max_eval_samples": data_args.max_eval_samples,
+    }
+    # max_steps > 0 replaces the epochs; its default -1 means "use num_train_epochs".
+    if training_args.max_steps <= 0:
+        positive["num_train_epochs"] = training_args.num_train_epochs
+    if training_args.max_steps == 0:
+        positive["max_steps"] = 0
+    for name, value in positive.items():
+        if value is not None and not value > 0:
+            raise ArgumentError(f"--{name} must be positive, got {value}.")
+    if training_args.overwrite_output_dir and training_args.resume_from_checkpoint:
+        raise ArgumentError("--overwrite_output_dir trains afresh; it cannot go with --resume_from_checkpoint.")
+    try:
+        check_model_location(resolve_model_path(model_args.model_name_or_path))
+    except FileNotFoundError as error:
+        raise ArgumentError(f"--model_name_or_path: {error}") from error
+    if data_args.pad_to_max_length is None:
+        data_args.pad_to_max_length = model_args.original
+
+
+RUN_ARGS, RESULTS = "run_args.json", "results.json"
+# What train.py writes into output_dir (the saved model, processor, results, card and Trainer leftovers): all that
+# --overwrite_output_dir deletes.
+RUN_FILES = (
+    "checkpoint-*", "runs", RUN_ARGS, RESULTS, "README.md", "test_predictions.json", "training_args.bin",
+    "config.json", "model.safetensors", "*_cmbert.py", "processor_config.json", "tokenizer.json",
+    "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "chat_template.jinja",
+)  # fmt: skip
+# Arguments that change nothing in the trained model or its metrics: a run resumed with other values of these is
+# still the same run.
+NOT_IN_FINGERPRINT = {
+    "output_dir", "overwrite_output_dir", "resume_from_checkpoint", "seeds", "dataset_cache_dir", "disable_tqdm",
+    "report_to", "run_name", "project", "logging_strategy", "logging_steps", "logging_first_step",
+    "logging_nan_inf_filter", "log_level", "log_level_replica", "log_on_each_node", "skip_memory_metrics",
+    "push_to_hub", "hub_model_id", "hub_token", "hub_private_repo", "hub_strategy", "hub_always_push",
+    "hub_revision", "save_total_limit", "save_on_each_node", "dataloader_num_workers", "dataloader_pin_memory",
+    "dataloader_persistent_workers", "dataloader_prefetch_factor", "local_rank", "ddp_timeout",
+}  # fmt: skip
+
+
+def fingerprint(model_args, data_args, training_args) -> dict:
+    """The arguments that define a run, as JSON values (what `run_args.json` holds)."""
+    fields = {"model": vars(model_args), "data": vars(data_args), "training": training_args.to_dict()}
+    kept = {part: {k: v for k, v in args.items() if k not in NOT_IN_FINGERPRINT} for part, args in fields.items()}
+    kept["world_size"] = training_args.world_size
+    return json.loads(json.dumps(kept, default=str))
+
+
+def plan_run(folder: Path, run_args: dict, overwrite: bool, reuse_finished: bool = False):
+    """What a run does with its output folder: `("fresh", None)`, `("resume", checkpoint or None)` or, with
+    `reuse_finished`, `("finished", results)` for a finished run of the same arguments. Raises `ArgumentError`
+    for a folder it must not train in. Reads only: `start_run_folder` acts once the data is ready."""
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return "fresh", None
+    recorded = json.loads((folder / RUN_ARGS).read_text()) if (folder / RUN_ARGS).is_file() else None
+    if recorded is None:
+        raise ArgumentError(f"{folder} is not empty and holds no train.py run (no {RUN_ARGS}): choose a new or "
+                            "empty --output_dir.")
+    if overwrite:
+        return "fresh", None
+    fix = f"choose a new --output_dir, or pass --overwrite_output_dir to train afresh in {folder}"
+    if (folder / RESULTS).is_file():
+        if reuse_finished and recorded == run_args:
+            return "finished", json.loads((folder / RESULTS).read_text())
+        raise ArgumentError(f"{folder} holds a finished run ({RESULTS}): {fix}.")
+    if recorded != run_args:
+        changed = sorted(f"{part}.{key}" for part in run_args if isinstance(run_args[part], dict)
+                         for key in run_args[part].keys() | recorded.get(part, {}).keys()
+                         if run_args[part].get(key) != recorded.get(part, {}).get(key))
+        changed += [] if run_args["world_size"] == recorded.get("world_size") else ["world_size"]
+        raise ArgumentError(f"{folder} holds an unfinished run started with other arguments ({', '.join(changed)}): "
+                            f"rerun its command to resume it, or {fix}.")
+    return "resume", get_last_checkpoint(str(folder))
+
+
+def start_run_folder(folder: Path, run_args: dict, fresh: bool) -> None:
+    """Main process, just before training: clears the previous run's files for a fresh start and records the
+    arguments of this one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        for pattern in RUN_FILES:
+            for path in folder.glob(pattern):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+    (folder / RUN_ARGS).write_text(json.dumps(run_args, indent=2))
+
+
+class LogAtCheckpoints(TrainerCallback):
+    """Logs the training loss at every checkpoint and at the last step, so that `state.log_history` (saved in each
+    checkpoint) holds the loss of every step: a resumed run's `train_loss` can then cover the whole run."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_save or control.should_training_stop:
+            control.should_log = True
+
+    on_epoch_end = on_step_end
+
+
+def whole_run_train_loss(log_history: list[dict]) -> float:
+    """Mean training loss over every step of the run: each logged `loss` is the mean since the previous log."""
+    total, last_step = 0.0, 0
+    for entry in log_history:
+        if "loss" in entry:
+            total += entry["loss"] * (entry["step"] - last_step)
+            last_step = entry["step"]
+    return total / last_step
+
+
+def run(model_args, data_args, training_args, callbacks=None, reuse_finished: bool = False) -> dict:
     """One training run: train, evaluate on dev and test, save the Hub-ready folder. Returns the metrics."""
+    folder = Path(training_args.output_dir)
+    run_args = fingerprint(model_args, data_args, training_args)
+    plan, found = plan_run(folder, run_args, training_args.overwrite_output_dir, reuse_finished)
+    if plan == "finished":
+        logger.warning("%s holds a finished run of these arguments: its results are kept, nothing is trained.", folder)
+        return {split: found[split] for split in ("train", "dev", "test")}
+    checkpoint = training_args.resume_from_checkpoint or found
     set_seed(training_args.seed)
     model_path = resolve_model_path(model_args.model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -207,8 +355,8 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
     # A text-only run leaves recordings undecoded: their width is the extractor's.
     first_audio = [] if CMBertProcessor.has_raw_audio(raw["train"]) else raw["train"][0]["audio"]
     if not first_audio and not model_args.text_only:
-        raise ValueError(f"dataset config {data_args.dataset_config!r} has no audio: pass --text_only for the "
-                         "text-only baseline, or choose a config with audio (cmbert, mmsa_aligned, synthetic, ...).")
+        raise ArgumentError(f"dataset config {data_args.dataset_config!r} has no audio: pass --text_only for the "
+                            "text-only baseline, or choose a config with audio (cmbert, mmsa_aligned, synthetic, ...).")
     # The width of the data's features (5 for MOSI's COVAREP columns, 74 for MOSEI) fixes the model's.
     audio_width = len(first_audio[0]) if first_audio else feature_extractor.feature_size
     processor = CMBertProcessor(feature_extractor, tokenizer, audio_feature_size=audio_width, **provenance)
@@ -242,15 +390,17 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
         data_collator=collator,
         processing_class=processor,
         compute_metrics=compute_metrics,
-        callbacks=callbacks,
+        callbacks=[LogAtCheckpoints(), *(callbacks or [])],
         fusion_learning_rate=model_args.fusion_learning_rate,
     )
-    checkpoint = training_args.resume_from_checkpoint
-    if checkpoint is None and os.path.isdir(training_args.output_dir):
-        checkpoint = get_last_checkpoint(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        start_run_folder(folder, run_args, fresh=plan == "fresh")
+    trainer.accelerator.wait_for_everyone()
     if checkpoint:
         logger.warning("Resuming from %s (a new --output_dir starts afresh)", checkpoint)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    # The Trainer's train_loss counts only this process's steps, not those before a resume.
+    train_result.metrics["train_loss"] = whole_run_train_loss(trainer.state.log_history)
     test = trainer.predict(splits["test"], metric_key_prefix="test")
     metrics = {
         "train": train_result.metrics,
@@ -266,6 +416,9 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
         samples = {split: len(dataset) for split, dataset in splits.items()}
         write_results(training_args.output_dir, model_args, data_args, training_args, metrics, trainer.state, samples,
                       audio_width)
+        # The run is complete: its checkpoints (optimizer state included) only served to resume it.
+        for path in folder.glob("checkpoint-*"):
+            shutil.rmtree(path)
     return metrics
 
 
@@ -283,7 +436,7 @@ def write_results(output_dir, model_args, data_args, training_args, metrics, sta
         "training": training_args.to_dict(),
         **metrics,
     }
-    Path(output_dir, "results.json").write_text(json.dumps(results, indent=2, default=str))
+    Path(output_dir, RESULTS).write_text(json.dumps(results, indent=2, default=str))
     write_model_card(TEMPLATE, output_dir, results, training_args.hub_model_id)
 
 
@@ -292,16 +445,9 @@ def total_train_batch_size(training_args) -> int:
     return training_args.per_device_train_batch_size * training_args.world_size * training_args.gradient_accumulation_steps
 
 
-def summarize(per_seed: dict[int, dict]) -> dict:
-    """Mean and standard deviation over seeds of every test metric (loss and `cmbert_hf.metrics`)."""
-    timing = ("_runtime", "_per_second", "_epoch")
-    names = [n for n in next(iter(per_seed.values()))["test"] if not n.endswith(timing)]
-    values = {name: [run["test"][name] for run in per_seed.values()] for name in names}
-    return {name: {"mean": float(np.mean(v)), "std": float(np.std(v))} for name, v in values.items()}
-
-
 def main(argv: list[str] | None = None, callbacks=None) -> dict:
     model_args, data_args, training_args = parse_args(argv)
+    check_arguments(model_args, data_args, training_args)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     log_level = training_args.get_process_log_level()
     logger.setLevel(log_level)
@@ -313,43 +459,45 @@ def main(argv: list[str] | None = None, callbacks=None) -> dict:
     )
     push = training_args.push_to_hub
     if push and not training_args.hub_model_id:
-        raise ValueError("--push_to_hub needs --hub_model_id NAMESPACE/NAME.")
+        raise ArgumentError("--push_to_hub needs --hub_model_id NAMESPACE/NAME.")
     if training_args.hub_revision:
-        raise ValueError("--hub_revision is not supported: the run is pushed to the repository's main branch.")
+        raise ArgumentError("--hub_revision is not supported: the run is pushed to the repository's main branch.")
     if training_args.seeds and training_args.resume_from_checkpoint:
-        raise ValueError("--resume_from_checkpoint names one run's checkpoint; with --seeds each seed's folder "
-                         "(output_dir/seed-N) resumes from its own last checkpoint by itself.")
+        raise ArgumentError("--resume_from_checkpoint names one run's checkpoint; with --seeds each seed's folder "
+                            "(output_dir/seed-N) resumes from its own last checkpoint by itself.")
     # The Trainer would push every checkpoint; the finished folder is pushed once, below.
     training_args.push_to_hub = False
+    main_process = training_args.process_index == 0
 
     if not training_args.seeds:
         metrics = run(model_args, data_args, training_args, callbacks)
-        if push and training_args.process_index == 0:
+        if main_process:
+            print(markdown_table({training_args.seed: metrics}), end="")
+            print(f"model, results.json and model card in {training_args.output_dir}")
+        if push and main_process:
             push_or_explain(training_args)
         return metrics
 
     if push:
-        raise ValueError("--push_to_hub pushes one model: push a seed's folder with `cmbert push` after the sweep.")
-    root = training_args.output_dir
+        raise ArgumentError("--push_to_hub pushes one model: push a seed's folder with `cmbert push` after the sweep.")
+    root = Path(training_args.output_dir)
+    if (root / RESULTS).is_file() and not training_args.overwrite_output_dir:
+        raise ArgumentError(f"{root} holds a finished seed sweep ({RESULTS}): choose a new --output_dir, or pass "
+                            f"--overwrite_output_dir to train every seed afresh.")
+    if training_args.overwrite_output_dir and main_process:  # the old aggregate must not outlive its seeds
+        for name in (RESULTS, "results.md"):
+            (root / name).unlink(missing_ok=True)
     per_seed = {}
     for seed in training_args.seeds:
-        training_args.seed, training_args.output_dir = seed, os.path.join(root, f"seed-{seed}")
-        per_seed[seed] = run(model_args, data_args, training_args, callbacks)
+        training_args.seed, training_args.output_dir = seed, str(root / f"seed-{seed}")
+        per_seed[seed] = run(model_args, data_args, training_args, callbacks, reuse_finished=True)
     summary = summarize(per_seed)
-    if training_args.process_index == 0:
-        Path(root, "results.json").write_text(json.dumps({"per_seed": per_seed, "test_mean_std": summary}, indent=2))
+    if main_process:
+        Path(root, RESULTS).write_text(json.dumps({"per_seed": per_seed, "test_mean_std": summary}, indent=2))
         Path(root, "results.md").write_text(markdown_table(per_seed, summary))
-        print(markdown_table(per_seed, summary))
+        print(markdown_table(per_seed, summary), end="")
+        print(f"per-seed folders, results.json and results.md in {root}")
     return {"per_seed": per_seed, "test_mean_std": summary}
-
-
-def markdown_table(per_seed: dict[int, dict], summary: dict) -> str:
-    names = list(summary)
-    lines = ["| seed | " + " | ".join(n.removeprefix("test_") for n in names) + " |", "|---" * (len(names) + 1) + "|"]
-    for seed, run_metrics in per_seed.items():
-        lines.append(f"| {seed} | " + " | ".join(f"{run_metrics['test'][n]:.3f}" for n in names) + " |")
-    lines.append("| mean ± std | " + " | ".join(f"{s['mean']:.3f} ± {s['std']:.3f}" for s in summary.values()) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def push_or_explain(training_args) -> None:
@@ -364,4 +512,7 @@ def push_or_explain(training_args) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ArgumentError as error:
+        sys.exit(f"train.py: error: {error}")

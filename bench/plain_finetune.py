@@ -77,7 +77,7 @@ def main():
     p.add_argument("--out", default=str(c.RESULTS / "plain_finetune_minilm_cpu.json"), help="Per-seed and mean metrics.")
     args = p.parse_args()
     c.import_cmbert()  # puts the repository on the path
-    from train import markdown_table, summarize
+    from cmbert_hf.metrics import markdown_table, summarize
 
     model_path = c.minilm_path()
     if model_path is None:

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
+from safetensors import SafetensorError
 from transformers import AutoConfig, pipeline
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
 from transformers.utils import cached_file
 
-from .hub import PushError, push_folder
+from .hub import PushError, check_model_location, push_folder
 from .metrics import sentiment_metrics
 from .pipeline_cmbert import TASK, CMBertSentimentPipeline
 from .visualization import attention_figure
@@ -31,7 +32,9 @@ class CLIError(Exception):
 
 def _push(args) -> int:
     try:
-        commit = push_folder(args.folder, args.repo_id, token=args.token, private=args.private or None)
+        commit = push_folder(
+            args.folder, args.repo_id, token=args.token, private=args.private or None, repo_type=args.repo_type
+        )
     except PushError as error:
         print(error, file=sys.stderr)
         return 1
@@ -46,9 +49,20 @@ def load_pipeline(model: str, trust_remote_code: bool = False) -> CMBertSentimen
     The remote classes are fetched the way the Auto classes fetch them, from the `auto_map` entries, because
     the Auto classes themselves prefer the classes this package registers on import over remote code.
     """
+    check_model_location(model)
+    try:
+        return _load_pipeline(model, trust_remote_code)
+    except SafetensorError as error:
+        raise CLIError(f"{model}: cannot read model.safetensors ({error})") from error
+
+
+def _load_pipeline(model: str, trust_remote_code: bool) -> CMBertSentimentPipeline:
     if not trust_remote_code:
         return pipeline(TASK, model=model, pipeline_class=CMBertSentimentPipeline)
     config = AutoConfig.from_pretrained(model, trust_remote_code=True)
+    if not getattr(config, "auto_map", None) or TASK not in (getattr(config, "custom_pipelines", None) or {}):
+        raise CLIError(f"{model} has no model code of its own (no auto_map in its config.json): run it without "
+                       "--trust-remote-code")
     processor_config = json.loads(Path(cached_file(model, "processor_config.json")).read_text())
 
     def remote(reference: str):
@@ -162,9 +176,16 @@ def _predict(args) -> None:
 
 
 def _evaluate(args) -> None:
-    from dataset_script import load_mosi  # imports `datasets`: only this command needs it
+    # `datasets` is imported here because only this command needs it.
+    from datasets.exceptions import ManualDownloadError
 
-    split = load_mosi(args.data, data_dir=args.data_dir, cache_dir=args.cache_dir)[args.split]
+    from dataset_script import load_mosi
+
+    check_model_location(args.model)  # before the data is prepared
+    try:
+        split = load_mosi(args.data, data_dir=args.data_dir, cache_dir=args.cache_dir)[args.split]
+    except ManualDownloadError as error:  # its first line names the builder's argument, not this command's
+        raise CLIError(f"--data {args.data} needs --data-dir: {' '.join(str(error).splitlines()[1:])}") from error
     if args.max_samples is not None:
         split = split.select(range(min(args.max_samples, len(split))))
     pipe = load_pipeline(args.model, args.trust_remote_code)
@@ -230,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--repo-id", required=True, help="NAMESPACE/NAME on the Hub (HF_ENDPOINT is honoured).")
     push.add_argument("--token", default=None, help="Defaults to HF_TOKEN or the saved login.")
     push.add_argument("--private", action="store_true", help="Create the repository private (if it is new).")
+    push.add_argument("--repo-type", default="model", choices=["model", "dataset"],
+                      help="`dataset` for a folder of `python -m dataset_script export`.")
     push.set_defaults(func=_push)
 
     predict = commands.add_parser(

@@ -1,9 +1,14 @@
 """Sentiment metrics of CMU-MOSI papers, with numpy and scikit-learn only.
 
-Conventions (../shared/spec/cm-bert.md, "Metrics"): MAE, Pearson Corr, Acc7 on rounded clipped
-scores, and binary accuracy / weighted F1 three ways: `has0` (positive = >= 0, all samples),
+Conventions (../shared/spec/cm-bert.md, "Metrics"): MAE, Pearson Corr, Acc7 on rounded scores, and
+binary accuracy / weighted F1 three ways: `has0` (positive = >= 0, all samples),
 `non0` (zero labels dropped, positive = > 0) and `original` (positive = > 0, all samples, F1 with
 truth and prediction swapped as the CM-BERT code scored it). Accuracies and F1 are percentages.
+
+Every metric scores the model's *score*: its output clipped to the label range [-3, 3], the value the pipeline
+and `cmbert predict` report. Training, `cmbert evaluate` and the model card all go through `sentiment_metrics`,
+so they agree. (The CM-BERT code scored raw outputs; clipping only moves an out-of-range prediction closer to
+every label, so it can lower MAE, never raise it, and leaves the signs, hence Acc2 and F1, unchanged.)
 """
 
 import numpy as np
@@ -19,7 +24,7 @@ def _binary(pred_pos: np.ndarray, true_pos: np.ndarray, swap_f1: bool = False) -
 
 
 def sentiment_metrics(predictions, labels) -> dict[str, float]:
-    """All metrics of the spec for scores `predictions` and `labels` (array-likes in [-3, 3])."""
+    """All metrics of the spec for model outputs `predictions` (clipped to [-3, 3] here) and `labels`."""
     p = np.asarray(predictions, dtype=np.float64).reshape(-1)
     y = np.asarray(labels, dtype=np.float64).reshape(-1)
     if p.shape != y.shape or p.size == 0:
@@ -27,8 +32,9 @@ def sentiment_metrics(predictions, labels) -> dict[str, float]:
     for name, values in (("predictions", p), ("labels", y)):
         if not np.isfinite(values).all():
             raise ValueError(f"{name} hold NaN or inf at index {int(np.flatnonzero(~np.isfinite(values))[0])}.")
+    p = np.clip(p, -3, 3)
     # np.round rounds halves to even, as the original scoring code (numpy) did: 2.5 -> 2, -0.5 -> -0.
-    acc7 = float(np.mean(np.round(np.clip(p, -3, 3)) == np.round(np.clip(y, -3, 3))) * 100)
+    acc7 = float(np.mean(np.round(p) == np.round(np.clip(y, -3, 3))) * 100)
     corr = float(np.corrcoef(p, y)[0, 1]) if p.std() > 0 and y.std() > 0 else float("nan")
     metrics = {"mae": float(np.mean(np.abs(p - y))), "corr": corr, "acc7": acc7}
     metrics["acc2_has0"], metrics["f1_has0"] = _binary(p >= 0, y >= 0)
@@ -46,4 +52,26 @@ def compute_metrics(eval_pred) -> dict[str, float]:
     return sentiment_metrics(predictions, labels)
 
 
-__all__ = ["sentiment_metrics", "compute_metrics"]
+TIMING = ("_runtime", "_per_second", "_epoch")
+
+
+def summarize(per_seed: dict[int, dict]) -> dict:
+    """Mean and standard deviation over seeds of every test metric (loss and `sentiment_metrics`)."""
+    names = [n for n in next(iter(per_seed.values()))["test"] if not n.endswith(TIMING)]
+    values = {name: [run["test"][name] for run in per_seed.values()] for name in names}
+    return {name: {"mean": float(np.mean(v)), "std": float(np.std(v))} for name, v in values.items()}
+
+
+def markdown_table(per_seed: dict[int, dict], summary: dict | None = None) -> str:
+    """The test metrics of each seed's run as a markdown table, with a mean ± std row when `summary` is given."""
+    names = [n for n in next(iter(per_seed.values()))["test"] if not n.endswith(TIMING)]
+    lines = ["| seed | " + " | ".join(n.removeprefix("test_") for n in names) + " |", "|---" * (len(names) + 1) + "|"]
+    for seed, run_metrics in per_seed.items():
+        lines.append(f"| {seed} | " + " | ".join(f"{run_metrics['test'][n]:.3f}" for n in names) + " |")
+    if summary is not None:
+        spread = (f"{summary[n]['mean']:.3f} ± {summary[n]['std']:.3f}" for n in names)
+        lines.append("| mean ± std | " + " | ".join(spread) + " |")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["compute_metrics", "markdown_table", "sentiment_metrics", "summarize"]

@@ -65,13 +65,23 @@ class CMBertTrainer(Trainer):
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args)
             self.optimizer = optimizer_cls(
                 [
-                    {"params": groups["fusion"], "lr": self.fusion_learning_rate, "weight_decay": self.args.weight_decay},
-                    {"params": groups["no_decay"], "weight_decay": 0.0},
-                    {"params": groups["decay"], "weight_decay": self.args.weight_decay},
+                    {"params": groups["fusion"], "lr": self.fusion_learning_rate, "weight_decay": self.args.weight_decay,
+                     "name": "fusion"},
+                    {"params": groups["no_decay"], "weight_decay": 0.0, "name": "no_decay"},
+                    {"params": groups["decay"], "weight_decay": self.args.weight_decay, "name": "decay"},
                 ],
                 **optimizer_kwargs,
             )
         return self.optimizer
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Logs the base (encoder) learning rate as `learning_rate` and the fusion layer's as
+        `learning_rate_fusion`; the Trainer would log only the first group's, which is the fusion layer's."""
+        if "learning_rate" in logs and self.optimizer is not None:
+            rates = {group.get("name"): group["lr"] for group in self.optimizer.param_groups}
+            if {"decay", "fusion"} <= rates.keys():  # the groups of create_optimizer (not a wrapper's)
+                logs["learning_rate"], logs["learning_rate_fusion"] = rates["decay"], rates["fusion"]
+        super().log(logs, start_time)
 
 
 __all__ = ["CMBertTrainer", "freeze", "parameter_groups"]

@@ -8,7 +8,9 @@
 
 import argparse
 import ast
+import sys
 
+from cmbert_hf.hub import PushError
 from dataset_script.export import export_to_folder, push_to_hub
 from dataset_script.mosi import load_mosi
 
@@ -49,7 +51,10 @@ def main(argv=None) -> None:
     out = export_to_folder(args.out, configs=configs, data_dir=args.data_dir, cache_dir=args.cache_dir, **options)
     print(f"exported {', '.join(configs)} to {out}")
     if args.push_to_hub:
-        print(push_to_hub(out, args.push_to_hub, token=args.token))
+        try:
+            print(push_to_hub(out, args.push_to_hub, token=args.token))
+        except PushError as error:
+            sys.exit(f"dataset_script export: error: {error}")
 
 
 if __name__ == "__main__":

@@ -9,15 +9,15 @@ The folder loads without this code: `datasets.load_dataset(folder_or_repo_id, "t
       ...
 """
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
-from huggingface_hub import DatasetCard, DatasetCardData, HfApi
+from huggingface_hub import DatasetCard, DatasetCardData
 
+from cmbert_hf.hub import push_folder
 from dataset_script.mosi import CITATION, DESCRIPTION, load_mosi
 
 CARD_BODY = """
@@ -91,15 +91,11 @@ def export_to_folder(out_dir, configs=("text",), data_dir=None, cache_dir=None, 
     return out_dir
 
 
-def push_to_hub(out_dir, repo_id: str, token: str | None = None, private: bool | None = None, endpoint: str | None = None) -> str:
-    """Creates the dataset repo if needed and uploads an exported folder; returns the commit URL.
-
-    `endpoint` defaults to `HF_ENDPOINT` read now rather than at import, so a Hub mirror or a
-    local test server set after `import huggingface_hub` is still honoured.
-    """
-    api = HfApi(endpoint=endpoint or os.environ.get("HF_ENDPOINT"), token=token)
-    api.create_repo(repo_id, repo_type="dataset", exist_ok=True, private=private)
-    commit = api.upload_folder(repo_id=repo_id, folder_path=out_dir, repo_type="dataset", commit_message="Upload CMU-MOSI export")
+def push_to_hub(out_dir, repo_id: str, token: str | None = None, private: bool | None = None) -> str:
+    """Creates the dataset repo if needed and uploads an exported folder; returns the commit URL. Raises
+    `cmbert_hf.hub.PushError` (with the command to retry) if the Hub cannot be reached or refuses the upload."""
+    commit = push_folder(out_dir, repo_id, token=token, private=private, repo_type="dataset",
+                         commit_message="Upload CMU-MOSI export")
     return commit.commit_url
 
 

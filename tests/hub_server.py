@@ -11,6 +11,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import sys
 import tempfile
 import threading
@@ -57,12 +58,14 @@ def _lfs_pointer(sha256, size):
 
 class HubServer:
     """``with HubServer() as hub:`` serves on ``hub.url`` (127.0.0.1, free port); ``hub.requests`` logs
-    ``(method, path, status)`` so tests can prove a download really reached the server."""
+    ``(method, path, status)`` so tests can prove a download really reached the server. Setting
+    ``hub.refuse_commits`` makes every commit fail (HTTP 422), as a server-side failure mid-push."""
 
     def __init__(self):
         self._tmp = tempfile.TemporaryDirectory(prefix="hub_server_")
         self.root = Path(self._tmp.name)
         self.requests = []
+        self.refuse_commits = False
         self._lock = threading.Lock()  # serialises commits (read-modify-write of refs) and the request log
         self._httpd = None
 
@@ -123,6 +126,11 @@ class HubServer:
                 (repo / "private").touch()
             self._write_commit(kind, repo_id, None, "initial commit", {})
             return True
+
+    def delete_repo(self, kind, repo_id):
+        with self._lock:
+            self._refs(kind, repo_id)  # 404 if missing
+            shutil.rmtree(self._repo_dir(kind, repo_id))
 
     def is_private(self, kind, repo_id):
         return (self._repo_dir(kind, repo_id) / "private").exists()
@@ -240,6 +248,11 @@ class _Handler(BaseHTTPRequestHandler):
         method = self.command
         if method == "POST" and parts == ["api", "repos", "create"]:
             return self._create_repo(json.loads(body))
+        if method == "DELETE" and parts == ["api", "repos", "delete"]:
+            payload = json.loads(body)
+            kind = (payload.get("type") or "model") + "s"
+            self.hub.delete_repo(kind, f"{payload.get('organization') or 'user'}/{payload['name']}")
+            return self._reply(200)
         if method == "POST" and parts == ["api", "validate-yaml"]:
             return self._reply(200, {"errors": [], "warnings": []})
         if method == "GET" and parts == ["api", "agent-harnesses"]:  # huggingface_hub tags its User-Agent from it
@@ -302,6 +315,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(200, {"files": files})
 
     def _commit(self, kind, repo_id, branch, body):
+        if self.hub.refuse_commits:
+            raise HubError(422, "hub_server: commits refused (refuse_commits)")
         lines = [json.loads(line) for line in body.splitlines() if line.strip()]  # NDJSON: header, then one op each
         title = next((line["value"].get("summary", "") for line in lines if line["key"] == "header"), "")
         ops = [(line["key"], line["value"]) for line in lines if line["key"] != "header"]

@@ -1,6 +1,7 @@
 """The `cmbert` predict / evaluate / explain commands on a tiny saved model."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +192,52 @@ def test_console_script_exits_non_zero_on_a_missing_file(tiny_folder, tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == f"cmbert predict: error: file not found: {missing}"
     assert "Traceback" not in done.stderr
+
+
+def _broken_copies(tiny_folder, tmp_path):  # noqa: F811
+    corrupt, plain = tmp_path / "corrupt", tmp_path / "plain"
+    shutil.copytree(tiny_folder, corrupt)
+    (corrupt / "model.safetensors").write_bytes((corrupt / "model.safetensors").read_bytes()[:1000])
+    shutil.copytree(tiny_folder, plain)
+    config = json.loads((plain / "config.json").read_text())
+    del config["auto_map"], config["custom_pipelines"]
+    (plain / "config.json").write_text(json.dumps(config))
+    return corrupt, plain
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["predict", "--model", "{tmp}/corrupt", "--text", "good"], "{tmp}/corrupt: cannot read model.safetensors"),
+        (["predict", "--model", "{tmp}/plain", "--text", "good", "--trust-remote-code"],
+         "{tmp}/plain has no model code of its own (no auto_map in its config.json): run it without "
+         "--trust-remote-code"),
+        (["evaluate", "--model", "{tmp}/plain", "--data", "cmbert", "--cache-dir", "{tmp}/c"],
+         "--data cmbert needs --data-dir: Put train.tsv"),
+        (["predict", "--model", "{tmp}/nonexistent", "--text", "good"], "model folder not found: {tmp}/nonexistent"),
+        (["predict", "--model", "outputs/nonexistent/run", "--text", "good"], "model folder not found: outputs/"),
+        (["explain", "--model", "./run", "--text", "good", "--out", "{tmp}/f.png"], "model folder not found: ./run"),
+    ],
+)
+def test_broken_models_and_missing_data_are_one_line(tiny_folder, tmp_path, capsys, argv, message):  # noqa: F811
+    _broken_copies(tiny_folder, tmp_path)
+    argv = [arg.format(tmp=tmp_path) for arg in argv]
+    assert main(argv) == 1
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1 and "Traceback" not in error, error
+    assert error.startswith(f"cmbert {argv[0]}: error: ") and message.format(tmp=tmp_path) in error, error
+
+
+def test_hub_ids_are_looked_up_in_the_cache_when_offline(tiny_folder, tmp_path, monkeypatch):  # noqa: F811
+    from huggingface_hub import constants
+
+    from cmbert_hf.hub import check_model_location
+
+    monkeypatch.chdir(tmp_path)  # no local folder named like the repo's namespace
+    check_model_location(str(tiny_folder))
+    check_model_location("user/model")  # online: left to the Hub client
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(FileNotFoundError, match="user/model is neither a local folder nor in the Hub cache"):
+        check_model_location("user/model")
+    check_model_location(str(tiny_folder))  # local folders need no cache

@@ -13,14 +13,23 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+from torch.testing import assert_close
 
 from hub_server import hub_env as make_env
 
 
 # The leading newline keeps the result on its own line even after an unterminated prompt (trust_remote_code's).
-EMIT = "import json\ndef emit(obj):\n    print('\\n' + json.dumps(obj))\n"
+# `digests(model)`: the sha256 of each weight's bytes, to compare weights bit for bit across processes.
+EMIT = """import hashlib, json
+def emit(obj):
+    print('\\n' + json.dumps(obj))
+def digests(model):
+    return {k: hashlib.sha256(v.detach().contiguous().numpy().tobytes()).hexdigest()
+            for k, v in model.state_dict().items()}
+"""
 
 
 def run_client(env, code):
@@ -123,16 +132,21 @@ def test_transformers_push_and_load(hub_server, tmp_path):
         BertTokenizerFast(vocab={str(vocab)!r}).push_to_hub("user/tiny-bert")
         oid = model.push_to_hub("user/tiny-bert").oid
         logits = model(input_ids=torch.tensor([[2, 5, 6, 3]])).logits
-        emit({{"oid": oid, "logits": logits.tolist()}})
+        emit({{"oid": oid, "logits": logits.tolist(), "weights": digests(model)}})
     """)
     loaded = run_client(fresh_env(hub_server, tmp_path, "load"), f"""
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         model = AutoModelForSequenceClassification.from_pretrained("user/tiny-bert", revision={pushed["oid"]!r})
         ids = AutoTokenizer.from_pretrained("user/tiny-bert", revision={pushed["oid"]!r})("hello world")["input_ids"]
-        emit({{"ids": ids, "logits": model.eval()(input_ids=torch.tensor([ids])).logits.tolist()}})
+        logits = model.eval()(input_ids=torch.tensor([ids])).logits
+        emit({{"ids": ids, "logits": logits.tolist(), "weights": digests(model)}})
     """)
-    assert loaded == {"ids": [2, 5, 6, 3], "logits": pushed["logits"]}
+    assert loaded["ids"] == [2, 5, 6, 3]
+    assert loaded["weights"] == pushed["weights"]  # every tensor bit for bit
+    # Outputs only within float tolerance: the math kernels depend on memory alignment, which differs between the
+    # pushing process's tensors and the reloaded (memory-mapped) ones.
+    assert_close(torch.tensor(loaded["logits"]), torch.tensor(pushed["logits"]), atol=1e-6, rtol=0)
 
 
 def test_datasets_push_and_load(hub_server, tmp_path):
@@ -204,7 +218,7 @@ def test_trust_remote_code_round_trip(hub_server, tmp_path):
         torch.manual_seed(0)
         model = XModel(XConfig()).eval()
         oid = model.push_to_hub("user/x-remote").oid
-        emit({{"oid": oid, "out": model(torch.ones(1, 4)).tolist()}})
+        emit({{"oid": oid, "out": model(torch.ones(1, 4)).tolist(), "weights": digests(model)}})
     """)
     loaded = run_client(fresh_env(hub_server, tmp_path, "load"), f"""
         import torch
@@ -215,8 +229,35 @@ def test_trust_remote_code_round_trip(hub_server, tmp_path):
         except ValueError as err:
             refused = str(err)
         model = AutoModel.from_pretrained("user/x-remote", revision={pushed["oid"]!r}, trust_remote_code=True)
-        emit({{"refused": refused, "cls": type(model).__name__, "out": model(torch.ones(1, 4)).tolist()}})
+        out = model(torch.ones(1, 4)).tolist()
+        emit({{"refused": refused, "cls": type(model).__name__, "out": out, "weights": digests(model)}})
     """)
     assert "trust_remote_code=True" in loaded["refused"]
     assert ("GET", f"/user/x-remote/resolve/{pushed['oid']}/modeling_x.py", 200) in hub_server.requests
-    assert (loaded["cls"], loaded["out"]) == ("XModel", pushed["out"])
+    assert (loaded["cls"], loaded["weights"]) == ("XModel", pushed["weights"])
+    assert_close(torch.tensor(loaded["out"]), torch.tensor(pushed["out"]), atol=1e-6, rtol=0)
+
+
+def test_a_failed_first_push_deletes_the_repo_it_created(hub_env, hub_server, tmp_path):
+    from cmbert_hf.hub import PushError, push_folder
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    api = HfApi()
+    api.create_repo("user/kept")
+    hub_server.refuse_commits = True
+    for repo in ("user/new", "user/kept"):
+        with pytest.raises(PushError, match=f"retry with: cmbert push {folder} --repo-id {repo}"):
+            push_folder(folder, repo)
+    assert ("DELETE", "/api/repos/delete", 200) in hub_server.requests
+    assert not api.repo_exists("user/new")  # created by the failed push: gone again
+    assert api.repo_exists("user/kept")  # there before: kept
+    with pytest.raises(PushError, match="has no README.md"):
+        push_folder(folder, "user/data", repo_type="dataset")  # no README.md: refused before any request
+    (folder / "README.md").write_text("---\n---\n")
+    with pytest.raises(PushError, match="retry with: cmbert push .* --repo-id user/data --repo-type dataset"):
+        push_folder(folder, "user/data", repo_type="dataset")
+    assert not api.repo_exists("user/data", repo_type="dataset")
+    hub_server.refuse_commits = False
+    assert push_folder(folder, "user/data", repo_type="dataset").oid == api.dataset_info("user/data").sha

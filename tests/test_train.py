@@ -1,6 +1,11 @@
 """train.py: configs, parameter groups, a full tiny run, the seed sweep, resume after a crash, 2 ranks."""
 
+import contextlib
+import io
 import json
+import re
+import runpy
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -36,34 +41,29 @@ def test_every_recipe_parses_into_the_dataclasses(path):
         assert actual == value, key
 
 
-# file: (distributed_type, processes, machines, mixed precision)
-ACCELERATE_CONFIGS = {
-    "cpu_2proc.yaml": ("MULTI_GPU", 2, 1, "no"),  # MULTI_GPU without GPUs: gloo ranks on the CPU
-    "single_gpu.yaml": ("NO", 1, 1, "bf16"),
-    "multi_gpu.yaml": ("MULTI_GPU", 8, 1, "bf16"),
-    "multi_node.yaml": ("MULTI_GPU", 16, 2, "bf16"),
-    "fsdp.yaml": ("FSDP", 8, 1, "bf16"),
-    "deepspeed_zero2.yaml": ("DEEPSPEED", 8, 1, "bf16"),
-}
+def launch_commands() -> dict[str, str]:
+    """train.py's documented `accelerate launch` commands (continuation lines joined), by config file name."""
+    lines = train.__doc__.replace("\\\n", " ").splitlines()
+    commands = [line.strip() for line in lines if line.strip().startswith("accelerate launch --config_file")]
+    return {re.search(r"configs/accelerate/(\S+\.yaml)", command)[1]: command for command in commands}
 
 
-def test_every_accelerate_config_is_listed():
-    assert sorted(p.name for p in (ROOT / "configs/accelerate").glob("*.yaml")) == sorted(ACCELERATE_CONFIGS)
-
-
-@pytest.mark.parametrize("name", sorted(ACCELERATE_CONFIGS))
-def test_every_accelerate_config_loads(name):
+@pytest.mark.parametrize("path", sorted((ROOT / "configs/accelerate").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_accelerate_config_is_documented_and_consistent(path):
     from accelerate.commands.config.config_args import ClusterConfig
 
-    config = ClusterConfig.from_yaml_file(ROOT / "configs/accelerate" / name)
-    setup = (config.distributed_type.value, config.num_processes, config.num_machines, config.mixed_precision)
-    assert setup == ACCELERATE_CONFIGS[name]
+    command = launch_commands()[path.name]  # every config has a launch command in train.py's docstring
+    config = ClusterConfig.from_yaml_file(path)
+    assert config.num_processes >= config.num_machines >= 1 and config.num_processes % config.num_machines == 0
+    assert (config.num_machines > 1) == ("--machine_rank" in command)  # a multi-node launch names its rank
+    assert (config.distributed_type.value == "NO") == (config.num_processes == 1)
+    batch = re.search(r"--per_device_train_batch_size (\d+)", command)
+    if batch:  # the docstring's rule: per-process batch x processes = the recipe's 24
+        assert int(batch[1]) * config.num_processes == train.CMBertTrainingArguments.per_device_train_batch_size
     if config.fsdp_config:  # the wrap unit must be a layer class the model really has
         layer = config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"]
         model = CMBertForSequenceClassification(CMBertConfig(**TINY))
         assert layer in {type(m).__name__ for m in model.modules()}
-    if config.deepspeed_config:
-        assert config.deepspeed_config["zero_stage"] == 2
 
 
 def test_command_line_overrides_yaml_and_unknown_keys_fail(tmp_path):
@@ -81,6 +81,7 @@ def test_command_line_overrides_yaml_and_unknown_keys_fail(tmp_path):
     "extra, message",
     [
         (["--push_to_hub"], "--push_to_hub needs --hub_model_id"),
+        (["--num_train_epochs", "-1"], "--num_train_epochs must be positive"),
         (["--push_to_hub", "--hub_model_id", "u/m", "--hub_revision", "dev"], "--hub_revision is not supported"),
         (["--seeds", "1", "2", "--resume_from_checkpoint", "ckpt"], "each seed's folder"),
         (["--dataset_config", "text", "--data_dir", str(MOSI_TEXT)], "'text' has no audio: pass --text_only"),
@@ -153,15 +154,34 @@ def test_trainer_optimizer_uses_the_fusion_learning_rate(tmp_path):
 # --- full runs --------------------------------------------------------------------------------------
 
 
-def test_a_tiny_run_writes_a_hub_ready_folder(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
-    metrics = train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "run"))
-    folder = tmp_path / "run"
+class LogRecorder(TrainerCallback):
+    def __init__(self):
+        self.logs = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.logs.append(dict(logs))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_checkpoint, dataset_cache, tiny_args, tmp_path_factory):
+    """One tiny run shared by the tests below: (folder, its arguments, returned metrics, stdout, logs)."""
+    folder = tmp_path_factory.mktemp("finished") / "run"
+    args = tiny_args(tiny_checkpoint, dataset_cache, folder)
+    recorder, printed = LogRecorder(), io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        metrics = train.main(args, callbacks=[recorder])
+    return folder, args, metrics, printed.getvalue(), recorder.logs
+
+
+def test_a_tiny_run_writes_a_hub_ready_folder(finished_run):
+    folder, _, metrics, _, _ = finished_run
     files = {p.name for p in folder.iterdir()}
     assert {
         "model.safetensors", "config.json", "configuration_cmbert.py", "modeling_cmbert.py", "processing_cmbert.py",
         "feature_extraction_cmbert.py", "processor_config.json", "tokenizer.json", "results.json", "README.md",
-        "test_predictions.json",
+        "test_predictions.json", "run_args.json",
     } <= files  # fmt: skip
+    assert not [name for name in files if name.startswith("checkpoint-")]  # deleted once the run is complete
     results = json.loads((folder / "results.json").read_text())
     assert results["global_step"] == 8  # 96 samples / 24 per batch x 2 epochs
     assert results["test"] == pytest.approx(metrics["test"])
@@ -176,8 +196,102 @@ def test_a_tiny_run_writes_a_hub_ready_folder(tiny_checkpoint, dataset_cache, ti
     assert "fine-tuned for text + audio" in card.text and "(48 samples)" in card.text
     assert "| total_train_batch_size | 24 |" in card.text and "| freeze_embeddings | True |" in card.text
     assert "trust_remote_code=True" in card.text and 'revision = "main"  # pin a commit id' in card.text
+    assert "clipped to [-3, 3]" in card.text  # the metrics' definition
     auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
     assert auto_map["AutoModelForSequenceClassification"] == "modeling_cmbert.CMBertForSequenceClassification"
+
+
+def test_a_run_prints_its_test_metrics_and_folder(finished_run):
+    folder, _, metrics, printed, _ = finished_run
+    header, rule, row, where = printed.splitlines()[-4:]
+    assert header.startswith("| seed | loss | mae | corr | acc7 |") and rule.startswith("|---|---|")
+    assert row.startswith(f"| 1111 | {metrics['test']['test_loss']:.3f} | {metrics['test']['test_mae']:.3f} |")
+    assert where == f"model, results.json and model card in {folder}"
+
+
+def test_each_learning_rate_is_logged_under_its_name(finished_run):
+    *_, logs = finished_run
+    rates = [(log["learning_rate"], log["learning_rate_fusion"]) for log in logs if "learning_rate" in log]
+    assert rates  # tiny_args: base 1e-3, fusion 0.01, one linear schedule scaling both
+    assert all(fusion == pytest.approx(10 * base) for base, fusion in rates)
+    assert max(base for base, _ in rates) <= 1e-3
+
+
+def test_cmbert_evaluate_prints_the_metrics_of_results_json(finished_run, dataset_cache, capsys):
+    from cmbert_hf.cli import main as cmbert
+
+    folder = finished_run[0]
+    argv = ["evaluate", "--model", str(folder), "--data", "synthetic", "--cache-dir", str(dataset_cache)]
+    assert cmbert([*argv, "--max-samples", "48"]) == 0  # the run's test split: its first 48 samples
+    lines = capsys.readouterr().out.strip().splitlines()
+    printed = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in lines[3:]}
+    test = json.loads((folder / "results.json").read_text())["test"]
+    assert printed == pytest.approx({name: test[f"test_{name}"] for name in printed}, abs=1e-4)
+    assert set(printed) == {"mae", "corr", "acc7", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc2_original",
+                            "f1_original"}
+
+
+def _copy(finished_run, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(finished_run[0], folder)
+    return folder
+
+
+def _listing(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "change, extra, message",
+    [
+        (None, [], r"run holds a finished run \(results.json\): choose a new --output_dir, or pass "
+                   r"--overwrite_output_dir"),
+        (None, ["--text_only", "--dataset_config", "text", "--data_dir", str(MOSI_TEXT)], "holds a finished run"),
+        ("unfinished", ["--learning_rate", "2e-3"], r"holds an unfinished run started with other arguments "
+                                                    r"\(training.learning_rate\): rerun its command to resume it"),
+        ("unfinished", ["--max_length", "40"], r"other arguments \(data.max_length\)"),
+        ("foreign", [], "is not empty and holds no train.py run"),
+    ],
+)
+def test_reruns_that_would_misreport_are_refused(finished_run, tmp_path, change, extra, message):
+    folder = _copy(finished_run, tmp_path)
+    if change == "unfinished":
+        (folder / "results.json").unlink()
+    if change == "foreign":
+        (folder / "run_args.json").unlink()
+    before = _listing(folder)
+    with pytest.raises(train.ArgumentError, match=message):
+        train.main([*finished_run[1], "--output_dir", str(folder), *extra])  # the last --output_dir counts
+    assert _listing(folder) == before  # nothing touched
+
+
+def test_the_command_line_refuses_in_one_line(finished_run, tmp_path, monkeypatch):
+    folder = _copy(finished_run, tmp_path)
+    monkeypatch.setattr(sys, "argv", ["train.py", *finished_run[1], "--output_dir", str(folder)])
+    with pytest.raises(SystemExit) as exit:  # sys.exit(message): the message on stderr, exit status 1
+        runpy.run_path(str(ROOT / "train.py"), run_name="__main__")
+    assert isinstance(exit.value.code, str) and "\n" not in exit.value.code
+    assert exit.value.code.startswith(f"train.py: error: {folder} holds a finished run")
+
+
+def test_the_fingerprint_ignores_what_does_not_change_the_run():
+    base = ["--config", str(ROOT / "configs/demo.yaml")]
+    same = train.fingerprint(*train.parse_args(base))
+    assert train.fingerprint(*train.parse_args([*base, "--output_dir", "x", "--logging_steps", "3",
+                                                "--disable_tqdm", "true", "--report_to", "none"])) == same
+    assert train.fingerprint(*train.parse_args([*base, "--seed", "7"])) != same
+    assert train.fingerprint(*train.parse_args([*base, "--fusion_dim", "8"])) != same
+
+
+def test_overwrite_trains_afresh_and_keeps_other_files(finished_run, tmp_path):
+    folder = _copy(finished_run, tmp_path)
+    (folder / "notes.txt").write_text("mine\n")
+    (folder / "checkpoint-99").mkdir()  # a leftover of the old run
+    train.main([*finished_run[1], "--output_dir", str(folder), "--overwrite_output_dir", "true",
+                "--num_train_epochs", "1"])
+    assert json.loads((folder / "results.json").read_text())["global_step"] == 4
+    assert (folder / "notes.txt").read_text() == "mine\n"
+    assert not (folder / "checkpoint-99").exists()
 
 
 def test_length_grouped_batches_train(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
@@ -186,8 +300,17 @@ def test_length_grouped_batches_train(tiny_checkpoint, dataset_cache, tiny_args,
     assert np.isfinite(metrics["test"]["test_mae"])
 
 
+class Steps(TrainerCallback):
+    def __init__(self):
+        self.done = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.done.append(state.global_step)
+
+
 def test_seed_sweep_writes_per_seed_and_mean_std(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
-    out = train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path, "--seeds", "1111", "1112", "--num_train_epochs", "1"))
+    args = tiny_args(tiny_checkpoint, dataset_cache, tmp_path, "--seeds", "1111", "1112", "--num_train_epochs", "1")
+    out = train.main(args)
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["per_seed"]) == {"1111", "1112"}
     maes = [results["per_seed"][s]["test"]["test_mae"] for s in ("1111", "1112")]
@@ -198,6 +321,45 @@ def test_seed_sweep_writes_per_seed_and_mean_std(tiny_checkpoint, dataset_cache,
     table = (tmp_path / "results.md").read_text().splitlines()
     assert table[0].startswith("| seed | loss | mae | corr | acc7 |") and table[-1].startswith("| mean ± std |")
     assert (tmp_path / "seed-1112" / "model.safetensors").is_file()
+
+    with pytest.raises(train.ArgumentError, match="holds a finished seed sweep"):
+        train.main(args)
+    # A sweep interrupted after its seeds finished: the rerun trains nothing and aggregates the same results.
+    (tmp_path / "results.json").unlink()
+    steps = Steps()
+    assert train.main(args, callbacks=[steps]) == out and steps.done == []
+
+
+def test_argument_values_that_train_nothing_are_refused(tmp_path):
+    (tmp_path / "outputs").mkdir()
+    base = ["--config", str(ROOT / "configs/demo.yaml")]
+    for extra, message in [
+        (["--num_train_epochs", "-1"], "--num_train_epochs must be positive, got -1.0"),
+        (["--num_train_epochs", "0"], "--num_train_epochs must be positive"),
+        (["--max_steps", "0"], "--max_steps must be positive"),
+        (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be positive, got 0"),
+        (["--learning_rate=-1e-5"], "--learning_rate must be positive"),
+        (["--fusion_learning_rate", "0"], "--fusion_learning_rate must be positive"),
+        (["--max_train_samples", "0"], "--max_train_samples must be positive"),
+        (["--model_name_or_path", "/nonexistent"], "model folder not found: /nonexistent"),
+        (["--model_name_or_path", f"{tmp_path}/outputs/typo"], f"model folder not found: {tmp_path}/outputs/typo"),
+        (["--model_name_or_path", "./typo"], "model folder not found: ./typo"),
+        (["--overwrite_output_dir", "true", "--resume_from_checkpoint", "x"], "cannot go with --resume_from"),
+    ]:
+        with pytest.raises(train.ArgumentError, match=message):
+            train.check_arguments(*train.parse_args([*base, *extra]))
+    train.check_arguments(*train.parse_args([*base, "--num_train_epochs", "0", "--max_steps", "5"]))  # steps rule
+
+
+@pytest.mark.parametrize(
+    "extra, padded",
+    [([], False), (["--original"], True), (["--original", "--pad_to_max_length", "false"], False),
+     (["--pad_to_max_length", "true"], True)],
+)
+def test_the_original_pads_to_max_length_unless_told_otherwise(extra, padded):
+    model_args, data_args, training_args = train.parse_args(["--config", str(ROOT / "configs/demo.yaml"), *extra])
+    train.check_arguments(model_args, data_args, training_args)
+    assert data_args.pad_to_max_length is padded
 
 
 CRASH_AFTER_FIRST_CHECKPOINT = textwrap.dedent(
@@ -225,16 +387,14 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_checkpoint, data
     assert crashed.returncode == 17, crashed.stderr[-2000:]
     assert (tmp_path / "crashed" / "checkpoint-4").is_dir() and not (tmp_path / "crashed" / "results.json").exists()
 
-    class Steps(TrainerCallback):
-        done = []
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.done.append(state.global_step)
-
-    resumed = train.main(args, callbacks=[Steps()])  # picks up checkpoint-4 from output_dir by itself
-    assert Steps.done == [5, 6, 7, 8]  # steps 1-4 came from the checkpoint, not from training again
+    steps = Steps()
+    resumed = train.main(args, callbacks=[steps])  # picks up checkpoint-4 from output_dir by itself
+    assert steps.done == [5, 6, 7, 8]  # steps 1-4 came from the checkpoint, not from training again
     state = json.loads((tmp_path / "crashed" / "results.json").read_text())
     assert state["global_step"] == 8
+    assert not list((tmp_path / "crashed").glob("checkpoint-*"))
+    # The whole run's mean loss, steps 1-4 included, not only the resumed steps'.
+    assert resumed["train"]["train_loss"] == pytest.approx(reference["train"]["train_loss"], rel=1e-4)
     for key in ("test_loss", "test_mae", "test_corr"):
         assert resumed["test"][key] == pytest.approx(reference["test"][key], rel=1e-4, abs=1e-5), key
 
