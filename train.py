@@ -202,7 +202,7 @@ def featurize_audio(raw, dataset_config, feature_extractor, tokenizer, use_audio
     """Raw recordings become normalised word features (extracted per split, statistics from train only); returns
     the splits and where the model's audio vectors come from (`audio_feature_source`, `audio_feature_names`)."""
     if not use_audio:
-        return raw, {"audio_feature_source": None, "audio_feature_names": None}
+        return raw, {"audio_feature_source": "none", "audio_feature_names": None}
     if not CMBertProcessor.has_raw_audio(raw["train"]):
         source = "synthetic" if dataset_config == "synthetic" else "covarep"
         return raw, {"audio_feature_source": source, "audio_feature_names": None}

@@ -13,8 +13,9 @@ logger = logging.get_logger(__name__)
 
 SCALING_MODES = ("batch", "sample", "none")
 CLS_AUDIO_MODES = ("input", "mean")
-# Where the audio vectors a model was trained on came from; None: trained without audio (text only).
-AUDIO_FEATURE_SOURCES = ("extractor", "covarep", "synthetic", None)
+# Where the audio vectors a model was trained on came from: "none" for a model trained without audio (text only);
+# None where it was not recorded (folders saved before it was), which accept precomputed vectors only.
+AUDIO_FEATURE_SOURCES = ("extractor", "covarep", "synthetic", "none", None)
 # The fusion settings of the authors' code (`CMBertConfig.original()`, `train.py --original`).
 ORIGINAL_FUSION = {"text_scaling": "batch", "audio_scaling": "none", "cls_audio": "input"}
 
@@ -48,8 +49,9 @@ class CMBertConfig(BertConfig):
             `[CLS]` row of the multimodal attention, and with it the prediction, sees the audio.
         audio_feature_source (`str`, *optional*):
             Where the training audio vectors came from: `"extractor"` (the saved `CMBertFeatureExtractor`, which
-            then turns raw audio into them), `"covarep"` (the MOSI/MOSEI releases), `"synthetic"`, or `None` when
-            the model was trained without audio (text only: audio given to it is ignored).
+            then turns raw audio into them), `"covarep"` (the MOSI/MOSEI releases), `"synthetic"`, `"none"` when the
+            model was trained without audio (text only: audio given to it is ignored), or `None` when not recorded
+            (folders saved before this field: they take precomputed `audio_features` only).
         audio_feature_names (`list[str]`, *optional*):
             The names of those vectors' columns (the extractor's `features`), when known.
 

@@ -5,10 +5,10 @@ binary accuracy / weighted F1 three ways: `has0` (positive = >= 0, all samples),
 `non0` (zero labels dropped, positive = > 0) and `original` (positive = > 0, all samples, F1 with
 truth and prediction swapped as the CM-BERT code scored it). Accuracies and F1 are percentages.
 
-Every metric scores the model's *score*: its output clipped to the label range [-3, 3], the value the pipeline
-and `cmbert predict` report. Training, `cmbert evaluate` and the model card all go through `sentiment_metrics`,
-so they agree. (The CM-BERT code scored raw outputs; clipping only moves an out-of-range prediction closer to
-every label, so it can lower MAE, never raise it, and leaves the signs, hence Acc2 and F1, unchanged.)
+Every metric scores the model's *score*: its regression output as it is, the value the pipeline and
+`cmbert predict` report; only Acc7 clips it to the label range [-3, 3] before rounding, as the spec and the CM-BERT
+and MMSA scoring code do, so MAE and Corr compare with published figures. Training, `cmbert evaluate` and the
+model card all go through `sentiment_metrics`, so they agree.
 """
 
 import numpy as np
@@ -24,7 +24,7 @@ def _binary(pred_pos: np.ndarray, true_pos: np.ndarray, swap_f1: bool = False) -
 
 
 def sentiment_metrics(predictions, labels) -> dict[str, float]:
-    """All metrics of the spec for model outputs `predictions` (clipped to [-3, 3] here) and `labels`."""
+    """All metrics of the spec for model scores `predictions` and `labels` (array-likes; labels in [-3, 3])."""
     p = np.asarray(predictions, dtype=np.float64).reshape(-1)
     y = np.asarray(labels, dtype=np.float64).reshape(-1)
     if p.shape != y.shape or p.size == 0:
@@ -32,9 +32,8 @@ def sentiment_metrics(predictions, labels) -> dict[str, float]:
     for name, values in (("predictions", p), ("labels", y)):
         if not np.isfinite(values).all():
             raise ValueError(f"{name} hold NaN or inf at index {int(np.flatnonzero(~np.isfinite(values))[0])}.")
-    p = np.clip(p, -3, 3)
     # np.round rounds halves to even, as the original scoring code (numpy) did: 2.5 -> 2, -0.5 -> -0.
-    acc7 = float(np.mean(np.round(p) == np.round(np.clip(y, -3, 3))) * 100)
+    acc7 = float(np.mean(np.round(np.clip(p, -3, 3)) == np.round(np.clip(y, -3, 3))) * 100)
     corr = float(np.corrcoef(p, y)[0, 1]) if p.std() > 0 and y.std() > 0 else float("nan")
     metrics = {"mae": float(np.mean(np.abs(p - y))), "corr": corr, "acc7": acc7}
     metrics["acc2_has0"], metrics["f1_has0"] = _binary(p >= 0, y >= 0)

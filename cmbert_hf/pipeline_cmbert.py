@@ -44,10 +44,10 @@ class CMBertSentimentPipeline(Pipeline):
     Raw `"audio"` is accepted only by a model trained on this feature extractor's features (its config's
     `audio_feature_source` is `"extractor"`, with the same feature names, and the extractor is fitted); a model
     trained on precomputed features takes `"audio_features"`. A model trained without audio
-    (`audio_feature_source=None`) ignores any audio, with one warning.
+    (`audio_feature_source="none"`) ignores any audio, with one warning.
 
-    Returns, per input, a dict with `"score"` (the prediction clipped to [-3, 3]), `"label"` (the 7-class name of
-    CMU-MOSI's Acc7, from the rounded score) and `"polarity"` (`"positive"` when the score is `>= 0`, the "has0"
+    Returns, per input, a dict with `"score"` (the regression output, the value every metric scores), `"label"`
+    (the 7-class name of CMU-MOSI's Acc7, from the rounded clipped score) and `"polarity"` (`"positive"` when the score is `>= 0`, the "has0"
     convention, else `"negative"`). With `return_attention=True` it adds `"tokens"` (the word-pieces, special tokens
     included, padding excluded) and the `"text_attention"` (`alpha`) and `"multimodal_attention"` (`W_m`) matrices
     over them, as `np.ndarray` of shape `[n_tokens, n_tokens]`.
@@ -108,7 +108,7 @@ class CMBertSentimentPipeline(Pipeline):
         if unknown:
             raise ValueError(f"Unknown input keys {sorted(unknown)}.")
         config = self.model.config
-        if config.audio_feature_source is None and any(inputs.get(k) is not None for k in ("audio", "audio_features")):
+        if config.audio_feature_source == "none" and any(inputs.get(k) is not None for k in ("audio", "audio_features")):
             if not self._warned_audio_ignored:
                 logger.warning("This model was trained without audio (text only): the audio given is ignored.")
                 self._warned_audio_ignored = True
@@ -144,7 +144,7 @@ class CMBertSentimentPipeline(Pipeline):
         return result
 
     def postprocess(self, model_outputs, return_attention=False):
-        score = float(np.clip(model_outputs["logits"][0, 0].item(), -3.0, 3.0))
+        score = float(model_outputs["logits"][0, 0].item())
         result = {"score": score, "label": score_to_label(score), "polarity": "positive" if score >= 0 else "negative"}
         if return_attention:
             # Batches are padded to their longest input: keep the real tokens only.

@@ -43,8 +43,8 @@ class CMBertProcessor(ProcessorMixin):
             which then accept `audio_features` only.
         audio_feature_source (`str`, *optional*, defaults to `"extractor"`):
             Where the model's audio vectors came from: `"extractor"` (this feature extractor, the only source that
-            accepts raw `audio`), `"covarep"` (the MOSI/MOSEI releases' precomputed features), `"synthetic"`, or
-            `None` (trained without audio). The model config records the same (`CMBertConfig.audio_feature_source`).
+            accepts raw `audio`), `"covarep"` (the MOSI/MOSEI releases' precomputed features), `"synthetic"`, `"none"`
+            (trained without audio) or `None` (not recorded). The model config records the same (`CMBertConfig.audio_feature_source`).
         audio_feature_names (`list[str]`, *optional*):
             The names of the audio vectors' columns; defaults to the feature extractor's `features` when the source
             is `"extractor"`, else none.
@@ -161,7 +161,10 @@ class CMBertProcessor(ProcessorMixin):
             "(`cmbert predict --features FILE.npy`)"
         )
         if source != "extractor":
-            origin = "no audio" if source is None else f"precomputed {source!r} features ({width} per word)"
+            origin = {
+                "none": "no audio",
+                None: "audio vectors whose origin its folder does not record (saved before cmbert-hf recorded it)",
+            }.get(source, f"precomputed {source!r} features ({width} per word)")
             raise ValueError(f"This model was trained on {origin}, not on features extracted from raw audio: {how}.")
         if list(names or []) != list(extractor.features):
             raise ValueError(

@@ -13,9 +13,8 @@ def test_values_worked_out_by_hand():
     y = np.array([2.0, -1.0, 0.0, 0.4, -2.6])
     p = np.array([1.0, -0.5, 0.2, -0.2, -3.5])
     m = sentiment_metrics(p, y)
-    # scored as clipped to [-3, 3] (-3.5 -> -3): |p - y| = 1, 0.5, 0.2, 0.6, 0.4
-    assert m["mae"] == pytest.approx(2.7 / 5)
-    p = np.array([1.0, -0.5, 0.2, -0.2, -3.0])
+    # scored as they are (-3.5 stays): |p - y| = 1, 0.5, 0.2, 0.6, 0.9
+    assert m["mae"] == pytest.approx(3.2 / 5)
     dp, dy = p - p.mean(), y - y.mean()  # Pearson r written out
     assert m["corr"] == pytest.approx((dp * dy).sum() / np.sqrt((dp**2).sum() * (dy**2).sum()))
     # round(clip): p -> 1, -0, 0, -0, -3 ; y -> 2, -1, 0, 0, -3 : matches at 3 of 5
@@ -81,8 +80,9 @@ def test_non0_of_all_zero_labels_is_undefined_not_an_error():
     assert metrics["acc2_has0"] == 50.0 and metrics["mae"] == 0.75
 
 
-def test_metrics_score_the_clipped_output():
-    # Outputs beyond the label range count as the score the model reports: 4.5 -> 3, -3.2 -> -3.
+def test_only_acc7_clips_outputs_beyond_the_label_range():
+    # MAE and Corr score the output as it is (as the CM-BERT and MMSA code did); Acc7 rounds it clipped: 4.5 -> 3.
     m = sentiment_metrics([4.5, -3.2, 1.0], [3.0, -2.0, 0.0])
-    assert m["mae"] == pytest.approx((0.0 + 1.0 + 1.0) / 3)
-    assert m == sentiment_metrics([3.0, -3.0, 1.0], [3.0, -2.0, 0.0])
+    assert m["mae"] == pytest.approx((1.5 + 1.2 + 1.0) / 3)
+    assert m["acc7"] == pytest.approx(100 / 3)  # round(clip): 3, -3, 1 against 3, -2, 0
+    assert m["mae"] != sentiment_metrics([3.0, -3.0, 1.0], [3.0, -2.0, 0.0])["mae"]

@@ -124,7 +124,7 @@ def test_the_audio_changes_the_score(pipe):
 @pytest.mark.parametrize(
     "logit, score, label, polarity",
     [
-        (-3.7, -3.0, "strongly negative", "negative"),
+        (-3.7, -3.7, "strongly negative", "negative"),  # the score is the output; the label clips it
         (-2.6, -2.6, "strongly negative", "negative"),
         (-1.5, -1.5, "negative", "negative"),  # halves go to the even neighbour: -2
         (-0.5, -0.5, "neutral", "negative"),  # -0.5 rounds to -0
@@ -132,7 +132,7 @@ def test_the_audio_changes_the_score(pipe):
         (0.49, 0.49, "neutral", "positive"),
         (0.51, 0.51, "weakly positive", "positive"),
         (2.5, 2.5, "positive", "positive"),  # 2.5 rounds to 2
-        (3.2, 3.0, "strongly positive", "positive"),
+        (3.2, 3.2, "strongly positive", "positive"),
     ],
 )
 def test_labels_for_hand_chosen_scores(model_and_processor, logit, score, label, polarity):
@@ -199,13 +199,15 @@ def test_bad_inputs_raise_clear_errors(pipe, model_and_processor):
 
 TONE_INPUT = {"text": "hello there", "audio": TONE, "sampling_rate": 16000, "word_timings": TIMINGS}
 COVAREP = {"audio_feature_source": "covarep", "audio_feature_names": None}
-TEXT_ONLY = {"audio_feature_source": None, "audio_feature_names": None}
+TEXT_ONLY = {"audio_feature_source": "none", "audio_feature_names": None}
+UNRECORDED = {"audio_feature_source": None, "audio_feature_names": None}  # folders saved before provenance
 
 
 @pytest.mark.parametrize(
     "config, extractor, message",
     [
         (COVAREP, {}, r"trained on precomputed 'covarep' features \(5 per word\).*`audio_features`.*--features"),
+        (UNRECORDED, {}, r"whose origin its folder does not record.*--features"),
         ({"audio_feature_names": ["f0", "voiced", "energy", "mfcc1", "mfcc2"]}, {},
          r"trained on the audio features \['f0', 'voiced', 'energy', 'mfcc1', 'mfcc2'\] but the feature extractor"),
         ({}, {"feature_mean": None, "feature_std": None}, "no normalisation statistics.*--features"),

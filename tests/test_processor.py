@@ -131,7 +131,8 @@ TIMINGS = [("hello", 0.0, 0.5), ("there", 0.5, 1.0)]
         ({"audio_feature_source": "covarep", "audio_feature_size": 5}, True,
          r"trained on precomputed 'covarep' features \(5 per word\).*`audio_features`.*--features"),
         ({"audio_feature_source": "synthetic", "audio_feature_size": 5}, True, "precomputed 'synthetic' features"),
-        ({"audio_feature_source": None}, True, "trained on no audio.*--features"),
+        ({"audio_feature_source": "none"}, True, "trained on no audio.*--features"),
+        ({"audio_feature_source": None}, True, "origin its folder does not record.*--features"),
         ({"audio_feature_names": ["f0", "voiced", "energy", "mfcc1", "mfcc2"]}, True,
          r"trained on the audio features \['f0', 'voiced', 'energy', 'mfcc1', 'mfcc2'\] but the feature extractor "
          r"makes \['f0', 'voiced', 'energy', 'energy_peak', 'duration'\]"),

@@ -58,7 +58,7 @@ def test_a_run_on_recordings_fits_the_extractor_on_train_and_records_it(
         ("cmbert", True, "covarep"),
         ("mmsa_aligned", True, "covarep"),
         ("mosei_aligned", True, "covarep"),
-        ("cmbert", False, None),
+        ("cmbert", False, "none"),
     ],
 )
 def test_precomputed_configs_record_their_source(dataset_config, use_audio, expected):
