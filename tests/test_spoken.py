@@ -27,7 +27,7 @@ def test_plan_is_deterministic_and_varied():
     assert plan == plan_split("train", 60, 0, 0.3)
     assert [u["words"] for u in plan] != [u["words"] for u in plan_split("train", 60, 1, 0.3)]
     assert sum(u["stressed"] is not None for u in plan) == 18
-    assert {u["voice"] for u in plan} == {v for v, _ in VOICES}
+    assert {u["voice"] for u in plan} == set(VOICES)
     for u in plan:
         if u["stressed"] is None:
             assert np.sign(u["label"]) == np.sign(text_polarity(" ".join(u["words"])))
@@ -96,3 +96,35 @@ def test_aligner_finds_the_true_boundaries(corpus):
         aligned = align_words(decode_audio(row["audio"]), row["text"].split())
         errors += [abs(a[1] - t["start"]) for a, t in zip(aligned, row["true_timings"])]
     assert np.median(errors) < 0.03
+
+
+def test_espeak_word_events_skip_markup_and_follow_the_audio():
+    import librosa
+
+    from dataset_script.espeak import EspeakError, synthesize
+    from dataset_script.spoken import STRESS
+
+    plain = synthesize("the movie was great", voice="en-us")
+    stressed = synthesize("the movie was " + STRESS.format("great"), voice="en-us", ssml=True)
+    female = synthesize("the movie was great", voice="en-us+f3")
+    for speech in (plain, stressed, female):
+        assert speech.sampling_rate == 22050 and speech.waveform.dtype == np.float32
+        assert [w for w, _, _ in speech.word_timings] == ["the", "movie", "was", "great"]
+        starts = [a for _, a, _ in speech.word_timings]
+        assert starts == sorted(starts) and all(a < b for _, a, b in speech.word_timings)
+        assert speech.word_timings[-1][2] <= len(speech.waveform) / speech.sampling_rate
+
+    def word(speech, i):
+        _, a, b = speech.word_timings[i]
+        return speech.waveform[int(a * speech.sampling_rate) : int(b * speech.sampling_rate)]
+
+    def f0(x):
+        return np.median(librosa.yin(x, fmin=60, fmax=400, sr=22050, frame_length=1024))
+
+    # Stress: longer, louder, higher; the unstressed words are spoken alike.
+    assert len(word(stressed, 3)) > 1.6 * len(word(plain, 3))
+    assert np.sqrt(np.mean(word(stressed, 3) ** 2)) > 1.6 * np.sqrt(np.mean(word(plain, 3) ** 2))
+    assert f0(word(stressed, 3)) > 1.15 * f0(word(plain, 3))
+    assert f0(female.waveform) > 1.5 * f0(plain.waveform)
+    with pytest.raises(EspeakError, match="no voice 'xx-nope'"):
+        synthesize("hello", voice="xx-nope")
