@@ -128,3 +128,22 @@ def test_espeak_word_events_skip_markup_and_follow_the_audio():
     assert f0(female.waveform) > 1.5 * f0(plain.waveform)
     with pytest.raises(EspeakError, match="no voice 'xx-nope'"):
         synthesize("hello", voice="xx-nope")
+
+
+def test_interrupted_synthesis_leaves_nothing(tmp_path, monkeypatch):
+    from dataset_script import spoken
+
+    real, calls = spoken.speak, []
+
+    def failing(utterance):
+        calls.append(utterance)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(utterance)
+
+    monkeypatch.setattr(spoken, "speak", failing)
+    with pytest.raises(KeyboardInterrupt):
+        load_mosi("spoken", cache_dir=tmp_path, train_size=4, validation_size=1, test_size=1)
+    assert list((tmp_path / "mosi_spoken_audio").iterdir()) == []  # neither the corpus nor its staging folder
+    monkeypatch.setattr(spoken, "speak", real)
+    assert load_mosi("spoken", cache_dir=tmp_path, train_size=4, validation_size=1, test_size=1)["train"].num_rows == 4
