@@ -69,7 +69,9 @@ def normalize_word(word: str) -> str:
     return re.sub(r"^[^\w']+|[^\w']+$", "", word.lower())
 
 
-def align_words(waveform: np.ndarray, words: list[str], sampling_rate: int = SAMPLING_RATE) -> list[tuple[str, float, float]]:
+def align_words(
+    waveform: np.ndarray, words: list[str], sampling_rate: int = SAMPLING_RATE
+) -> list[tuple[str, float, float]]:
     """
     Aligns a transcript to its audio with pocketsphinx.
 
@@ -128,7 +130,9 @@ def align_words(waveform: np.ndarray, words: list[str], sampling_rate: int = SAM
     ]
 
 
-def spread_words(waveform: np.ndarray, words: list[str], sampling_rate: int = SAMPLING_RATE, silence_threshold_db: float = 40.0) -> list[tuple[str, float, float]]:
+def spread_words(
+    waveform: np.ndarray, words: list[str], sampling_rate: int = SAMPLING_RATE, silence_threshold_db: float = 40.0
+) -> list[tuple[str, float, float]]:
     """
     The fallback: spreads the words over the span from the first to the last non-silent frame in proportion to their
     character length. It ignores pauses and speaking rate, so use it only where alignment is impossible.
@@ -162,7 +166,9 @@ def spread_words(waveform: np.ndarray, words: list[str], sampling_rate: int = SA
     return [(word, float(a), float(b)) for word, a, b in zip(words, bounds[:-1], bounds[1:], strict=True)]
 
 
-def align_or_spread(waveform: np.ndarray, words: list[str], sampling_rate: int = SAMPLING_RATE) -> tuple[list[tuple[str, float, float]], bool]:
+def align_or_spread(
+    waveform: np.ndarray, words: list[str], sampling_rate: int = SAMPLING_RATE
+) -> tuple[list[tuple[str, float, float]], bool]:
     """
     [`align_words`], falling back to [`spread_words`] when alignment fails (the reason is logged as a warning).
 

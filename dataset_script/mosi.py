@@ -72,6 +72,11 @@ CITATION = """\
 """
 
 
+def label7(label: float) -> int:
+    """The 7-class label: round(clip(label, -3, 3)) + 3, numpy rounding (halves to even)."""
+    return int(np.round(np.clip(label, -3.0, 3.0))) + 3
+
+
 @dataclass
 class MosiConfig(datasets.BuilderConfig):
     """One source format. Pass any field to `Mosi(...)` / `load_mosi(...)` to override it.
@@ -198,7 +203,7 @@ class Mosi(datasets.GeneratorBasedBuilder):
                 "video_id": rows.video_ids[i],
                 "text": rows.texts[i],
                 "label": label,
-                "label7": int(np.round(np.clip(label, -3.0, 3.0))) + 3,
+                "label7": label7(label),
                 "audio": rows.audio[i] if rows.audio is not None else [],
                 "audio_level": level,
             }
@@ -283,10 +288,16 @@ class MosiRecordings(datasets.ArrowBasedBuilder):
     VERSION = datasets.Version("1.0.0")
     BUILDER_CONFIG_CLASS = MosiConfig
     BUILDER_CONFIGS = [
-        MosiConfig(name="recordings", description="A folder of recordings with metadata.csv / .jsonl.", source="recordings", audio_level="waveform"),
+        MosiConfig(
+            name="recordings",
+            description="A folder of recordings with metadata.csv / .jsonl.",
+            source="recordings",
+            audio_level="waveform",
+        ),
         MosiConfig(
             name="spoken",
-            description="espeak-ng speech of the synthetic vocabulary; stress, heard only in the audio, sets the label of a set fraction.",
+            description="espeak-ng speech of the synthetic vocabulary; stress, heard only in the audio, sets a "
+            "set fraction of the labels.",
             source="spoken",
             audio_level="waveform",
             train_size=400,
@@ -299,7 +310,10 @@ class MosiRecordings(datasets.ArrowBasedBuilder):
     @property
     def manual_download_instructions(self) -> str | None:
         if self.config.source == "recordings":
-            return "Pass data_dir=<folder with the audio files and metadata.csv or metadata.jsonl> (see dataset_script.recordings)."
+            return (
+                "Pass data_dir=<folder with the audio files and metadata.csv or metadata.jsonl> "
+                "(see dataset_script.recordings)."
+            )
         return None
 
     def _info(self) -> datasets.DatasetInfo:
@@ -335,7 +349,8 @@ class MosiRecordings(datasets.ArrowBasedBuilder):
         if config.data_dir is not None:
             folder = Path(config.data_dir)
         else:  # beside the Arrow cache, named by what determines its content, so a second run reuses it
-            key = hashlib.sha256(repr((str(self.VERSION), sizes, config.seed, config.cross_modal_fraction)).encode()).hexdigest()[:16]
+            content = (str(self.VERSION), sizes, config.seed, config.cross_modal_fraction)
+            key = hashlib.sha256(repr(content).encode()).hexdigest()[:16]
             folder = Path(self._cache_dir_root, "mosi_spoken_audio", key)
         if not folder.exists():
             write_corpus(folder, sizes, config.seed, config.cross_modal_fraction)
@@ -343,10 +358,14 @@ class MosiRecordings(datasets.ArrowBasedBuilder):
 
     def _generate_tables(self, rows):
         features = self.info.features
-        columns = {name: [row[name] for row in rows] for name in ("id", "video_id", "text", "label", "audio", "word_timings", "true_timings")}
-        columns["label7"] = [int(np.round(np.clip(label, -3.0, 3.0))) + 3 for label in columns["label"]]
+        names = ("id", "video_id", "text", "label", "audio", "word_timings", "true_timings")
+        columns = {name: [row[name] for row in rows] for name in names}
+        columns["label7"] = [label7(label) for label in columns["label"]]
         columns["audio_level"] = [self.config.audio_level] * len(rows)
-        table = pa.table({name: pa.array(columns[name], type=features[name].pa_type if name == "audio" else None) for name in features})
+        # The audio column gets its storage type ({bytes, path}) here; the rest are cast by datasets' writer.
+        table = pa.table(
+            {name: pa.array(columns[name], type=features[name].pa_type if name == "audio" else None) for name in features}
+        )
         yield 0, table
 
 

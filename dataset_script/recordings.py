@@ -73,7 +73,8 @@ def read_metadata(path: Path) -> list[dict]:
     missing = [c for c in REQUIRED if c not in columns]
     unknown = sorted(columns - set(REQUIRED) - set(OPTIONAL))
     if missing or unknown:
-        raise MosiDataError(path, f"missing columns {missing}, unknown columns {unknown}", expected=f"{list(REQUIRED)} plus any of {list(OPTIONAL)}")
+        expected = f"{list(REQUIRED)} plus any of {list(OPTIONAL)}"
+        raise MosiDataError(path, f"missing columns {missing}, unknown columns {unknown}", expected=expected)
     return rows
 
 
@@ -189,7 +190,8 @@ def _parse_timings(value, words: list[str], duration: float, what: str, path: Pa
             raise MosiDataError(path, f"{what} is not JSON ({e})", **where) from None
     if not isinstance(value, list) or len(value) != len(words):
         count = len(value) if isinstance(value, list) else type(value).__name__
-        raise MosiDataError(path, f"{what} has {count} entries", **where, expected=f"{len(words)} [word, start_s, end_s], one per word of the text")
+        expected = f"{len(words)} [word, start_s, end_s], one per word of the text"
+        raise MosiDataError(path, f"{what} has {count} entries", **where, expected=expected)
     out, previous_start = [], 0.0
     for i, (entry, word) in enumerate(zip(value, words)):
         if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)):
@@ -200,11 +202,14 @@ def _parse_timings(value, words: list[str], duration: float, what: str, path: Pa
         try:
             start, end = float(start), float(end)
         except (TypeError, ValueError):
-            raise MosiDataError(path, f"{what} word {i} {word!r} has times {entry[1:]!r}", **where, expected="numbers") from None
+            problem = f"{what} word {i} {word!r} has times {entry[1:]!r}"
+            raise MosiDataError(path, problem, **where, expected="numbers") from None
         if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end <= duration + TIMING_TOLERANCE_S):
-            raise MosiDataError(path, f"{what} word {i} {word!r} spans [{start}, {end}] s", **where, expected=f"0 <= start < end <= the clip's {duration:.3f} s")
+            expected = f"0 <= start < end <= the clip's {duration:.3f} s"
+            raise MosiDataError(path, f"{what} word {i} {word!r} spans [{start}, {end}] s", **where, expected=expected)
         if start < previous_start:
-            raise MosiDataError(path, f"{what} word {i} {word!r} starts at {start} s, before the previous word", **where, expected="words in spoken order")
+            problem = f"{what} word {i} {word!r} starts at {start} s, before the previous word"
+            raise MosiDataError(path, problem, **where, expected="words in spoken order")
         previous_start = start
         out.append({"word": word, "start": start, "end": end})
     return out

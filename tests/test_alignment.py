@@ -74,7 +74,10 @@ def test_spread_covers_the_voiced_span_in_proportion_to_word_length(spoken):
     assert abs(bounds[0, 0] - loud[0] / rate) < 0.03 and abs(bounds[-1, 1] - loud[-1] / rate) < 0.03
 
 
-@pytest.mark.parametrize("waveform, message", [(np.zeros(0), "non-empty mono"), (np.full(100, np.nan), "NaN or inf"), (np.zeros((2, 100)), "non-empty mono")])
+@pytest.mark.parametrize(
+    "waveform, message",
+    [(np.zeros(0), "non-empty mono"), (np.full(100, np.nan), "NaN or inf"), (np.zeros((2, 100)), "non-empty mono")],
+)
 def test_bad_waveforms(waveform, message):
     with pytest.raises(ValueError, match=message):
         align_words(waveform, ["movie"])
