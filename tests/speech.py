@@ -1,5 +1,6 @@
 """Speech the tests synthesise with libespeak-ng (no system package needed; see dataset_script/espeak.py)."""
 
+import csv
 import json
 
 import pytest
@@ -34,8 +35,6 @@ def write_folder(folder, rows, metadata="metadata.jsonl"):
     if metadata.endswith(".jsonl"):
         path.write_text("".join(json.dumps(r) + "\n" for r in records))
     else:
-        import csv
-
         with open(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=sorted(set().union(*records)))
             writer.writeheader()
