@@ -14,14 +14,16 @@ or in one call: `load_mosi("cmbert", data_dir="path/to/release")`. This file imp
 installed `dataset_script` package, so it also loads as a stand-alone module named `mosi`.
 """
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
 from datasets.exceptions import ManualDownloadError
 
-from dataset_script import sources
+from dataset_script import recordings, sources
 from dataset_script.sources import SPLITS, TSV_SPLITS, MissingSourceError, SplitRows, find_source
 from dataset_script.synthetic import generate_split
 
@@ -70,12 +72,17 @@ CITATION = """\
 """
 
 
+def label7(label: float) -> int:
+    """The 7-class label: round(clip(label, -3, 3)) + 3, numpy rounding (halves to even)."""
+    return int(np.round(np.clip(label, -3.0, 3.0))) + 3
+
+
 @dataclass
 class MosiConfig(datasets.BuilderConfig):
     """One source format. Pass any field to `Mosi(...)` / `load_mosi(...)` to override it.
 
     Args:
-        source (`str`): "tsv", "cmbert", "mmsa" or "synthetic".
+        source (`str`): "tsv", "cmbert", "mmsa", "synthetic", "recordings" or "spoken".
         corpus (`str`): "mosi" or "mosei".
         file_name (`str`, *optional*): the feature pickle looked for under `data_dir`.
         audio_dim (`int`, defaults to 5): declared audio width (MOSI 5, MOSEI 74); source files of another
@@ -85,8 +92,8 @@ class MosiConfig(datasets.BuilderConfig):
         video_ids_dir (`str`, *optional*): folder with `{train,dev,test}.video_ids.txt` for TSV
             sources; defaults to the TSVs' folder, where they are optional (all three or none: without them
             `video_id` is "").
-        seed, train_size, validation_size, test_size, cross_modal_fraction: the synthetic source
-            (`dataset_script.synthetic`).
+        seed, train_size, validation_size, test_size, cross_modal_fraction: the synthetic and spoken sources
+            (`dataset_script.synthetic`, `dataset_script.spoken`).
     """
 
     source: str = "tsv"
@@ -196,7 +203,7 @@ class Mosi(datasets.GeneratorBasedBuilder):
                 "video_id": rows.video_ids[i],
                 "text": rows.texts[i],
                 "label": label,
-                "label7": int(np.round(np.clip(label, -3.0, 3.0))) + 3,
+                "label7": label7(label),
                 "audio": rows.audio[i] if rows.audio is not None else [],
                 "audio_level": level,
             }
@@ -253,19 +260,130 @@ class Mosi(datasets.GeneratorBasedBuilder):
         return rows
 
 
+RECORDINGS_DESCRIPTION = """\
+Sentiment-labelled speech: audio files with transcripts (the `recordings` config reads a folder in datasets'
+AudioFolder layout, see `dataset_script.recordings`; `spoken` synthesises one with espeak-ng, see
+`dataset_script.spoken`).
+
+Features:
+- `id` (string): the audio file's path in the folder. `video_id` (string): as given, else "".
+- `text` (string), `label` (float32, in [-3, 3]), `label7` (ClassLabel) as in the MOSI configs.
+- `audio` (Audio, 16 kHz mono): the file's bytes as they were. `datasets` decodes Audio only with torchcodec
+  (not installable beside a CPU torch without FFmpeg); `dataset_script.recordings.decode_audio` decodes a value
+  of `dataset.cast_column("audio", datasets.Audio(decode=False))` with soundfile + librosa instead.
+- `audio_level` (string): "waveform".
+- `word_timings`, `true_timings` (lists of {word, start, end} seconds, or null): timings from the metadata, and
+  reference timings (espeak's word events in `spoken`).
+"""
+
+
+def _timings_feature():
+    return datasets.List({"word": datasets.Value("string"), "start": datasets.Value("float64"), "end": datasets.Value("float64")})
+
+
+class MosiRecordings(datasets.ArrowBasedBuilder):
+    """Audio configs, beside `Mosi`: an Arrow-based builder, because a generator-based one encodes each example's
+    `Audio` value with torchcodec (even a plain path), while Arrow tables are only cast, which needs no decoder."""
+
+    VERSION = datasets.Version("1.0.0")
+    BUILDER_CONFIG_CLASS = MosiConfig
+    BUILDER_CONFIGS = [
+        MosiConfig(
+            name="recordings",
+            description="A folder of recordings with metadata.csv / .jsonl.",
+            source="recordings",
+            audio_level="waveform",
+        ),
+        MosiConfig(
+            name="spoken",
+            description="espeak-ng speech of the synthetic vocabulary; stress, heard only in the audio, sets a "
+            "set fraction of the labels.",
+            source="spoken",
+            audio_level="waveform",
+            train_size=400,
+            validation_size=100,
+            test_size=200,
+        ),
+    ]
+    DEFAULT_CONFIG_NAME = "recordings"
+
+    @property
+    def manual_download_instructions(self) -> str | None:
+        if self.config.source == "recordings":
+            return (
+                "Pass data_dir=<folder with the audio files and metadata.csv or metadata.jsonl> "
+                "(see dataset_script.recordings)."
+            )
+        return None
+
+    def _info(self) -> datasets.DatasetInfo:
+        features = datasets.Features(
+            {
+                "id": datasets.Value("string"),
+                "video_id": datasets.Value("string"),
+                "text": datasets.Value("string"),
+                "label": datasets.Value("float32"),
+                "label7": datasets.ClassLabel(names=LABEL7_NAMES),
+                "audio": datasets.Audio(sampling_rate=recordings.SAMPLING_RATE, num_channels=1),
+                "audio_level": datasets.Value("string"),
+                "word_timings": _timings_feature(),
+                "true_timings": _timings_feature(),
+            }
+        )
+        return datasets.DatasetInfo(description=RECORDINGS_DESCRIPTION, features=features, citation=CITATION)
+
+    def _split_generators(self, dl_manager):
+        # Read and validated in full before datasets writes anything (see Mosi._split_generators).
+        rows = recordings.read_recordings(self._folder())
+        return [datasets.SplitGenerator(name=split, gen_kwargs={"rows": split_rows}) for split, split_rows in rows.items()]
+
+    def _folder(self) -> Path:
+        config = self.config
+        if config.source == "recordings":
+            if config.data_dir is None:
+                raise ManualDownloadError(f"Config 'recordings' needs local files.\n{self.manual_download_instructions}")
+            return Path(config.data_dir)
+        from dataset_script.spoken import write_corpus  # needs espeak-ng: only this config imports it
+
+        sizes = {"train": config.train_size, "validation": config.validation_size, "test": config.test_size}
+        if config.data_dir is not None:
+            folder = Path(config.data_dir)
+        else:  # beside the Arrow cache, named by what determines its content, so a second run reuses it
+            content = (str(self.VERSION), sizes, config.seed, config.cross_modal_fraction)
+            key = hashlib.sha256(repr(content).encode()).hexdigest()[:16]
+            folder = Path(self._cache_dir_root, "mosi_spoken_audio", key)
+        if not folder.exists():
+            write_corpus(folder, sizes, config.seed, config.cross_modal_fraction)
+        return folder
+
+    def _generate_tables(self, rows):
+        features = self.info.features
+        names = ("id", "video_id", "text", "label", "audio", "word_timings", "true_timings")
+        columns = {name: [row[name] for row in rows] for name in names}
+        columns["label7"] = [label7(label) for label in columns["label"]]
+        columns["audio_level"] = [self.config.audio_level] * len(rows)
+        # The audio column gets its storage type ({bytes, path}) here; the rest are cast by datasets' writer.
+        table = pa.table(
+            {name: pa.array(columns[name], type=features[name].pa_type if name == "audio" else None) for name in features}
+        )
+        yield 0, table
+
+
 def load_mosi(config: str = "text", data_dir=None, cache_dir=None, download_mode=None, **config_kwargs) -> datasets.DatasetDict:
     """Builds (or reuses from `cache_dir`) one config and returns its train / validation / test splits.
 
     Args:
-        config (`str`): a config name of `Mosi.BUILDER_CONFIGS`.
-        data_dir (`str`, *optional*): folder with the source files; required except for "text" and "synthetic".
+        config (`str`): a config name of `Mosi.BUILDER_CONFIGS` or `MosiRecordings.BUILDER_CONFIGS`.
+        data_dir (`str`, *optional*): folder with the source files; required except for "text", "synthetic" and
+            "spoken" (where it is the folder the corpus is written to, once).
         cache_dir (`str`, *optional*): the datasets cache (defaults to `HF_DATASETS_CACHE`).
         download_mode (`str`, *optional*): "force_redownload" rebuilds after the source files changed in place.
         **config_kwargs: `MosiConfig` fields, e.g. `seed=1, cross_modal_fraction=0.5` or `video_ids_dir=...`.
     """
-    builder = Mosi(config_name=config, data_dir=str(data_dir) if data_dir else None, cache_dir=cache_dir, **config_kwargs)
+    builder_class = MosiRecordings if config in MosiRecordings.builder_configs else Mosi
+    builder = builder_class(config_name=config, data_dir=str(data_dir) if data_dir else None, cache_dir=cache_dir, **config_kwargs)
     builder.download_and_prepare(download_mode=download_mode)
     return builder.as_dataset()
 
 
-__all__ = ["Mosi", "MosiConfig", "load_mosi", "LABEL7_NAMES", "CITATION", "DESCRIPTION"]
+__all__ = ["Mosi", "MosiRecordings", "MosiConfig", "load_mosi", "LABEL7_NAMES", "CITATION", "DESCRIPTION"]

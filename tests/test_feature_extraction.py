@@ -26,21 +26,16 @@ HIGH, LOUD = 1, 2
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory):
+def clips():
     """Each word spoken alone, as a float32 waveform at 22.05 kHz trimmed to its voiced extent."""
-    if shutil.which("espeak-ng") is None:
-        pytest.fail("espeak-ng is required for these tests: apt-get update && apt-get install -y espeak-ng")
-    out = []
-    for word, pitch, amplitude in WORDS:
-        path = tmp_path_factory.mktemp("espeak") / f"{word}.wav"
-        subprocess.run(
-            ["espeak-ng", "-v", "en", "-s", "160", "-p", str(pitch), "-a", str(amplitude), "-w", str(path), word],
-            check=True,
-        )
-        waveform, rate = sf.read(path, dtype="float32")
-        assert rate == ESPEAK_RATE
-        out.append(librosa.effects.trim(waveform, top_db=40)[0])
-    return out
+    try:
+        from dataset_script.espeak import synthesize
+
+        spoken = [synthesize(word, voice="en", rate=160, pitch=pitch, volume=amplitude) for word, pitch, amplitude in WORDS]
+    except (ImportError, RuntimeError) as error:  # EspeakError is a RuntimeError
+        pytest.fail(f"espeak-ng synthesis is required for these tests ({error}): pip install -e '.[test]'")
+    assert all(speech.sampling_rate == ESPEAK_RATE for speech in spoken)
+    return [librosa.effects.trim(speech.waveform, top_db=40)[0] for speech in spoken]
 
 
 def join(clips, pause_after=None, pause_s=0.4):

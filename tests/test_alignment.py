@@ -1,0 +1,83 @@
+"""Forced alignment with pocketsphinx, judged against espeak-ng's own word events."""
+
+import numpy as np
+import pytest
+
+from cmbert_hf.alignment_cmbert import AlignmentError, align_or_spread, align_words, spread_words
+from speech import speak
+
+
+SENTENCES = [
+    ("i think the movie was really great", "en-us", 170),
+    ("the acting was so boring and the plot is dull", "en-us+f3", 150),
+    ("it is a wonderful film but the story is terrible", "en-us+m3", 190),
+    ("very funny and nice movie", "en-us+f4", 160),
+]
+
+
+@pytest.fixture(scope="module")
+def spoken():
+    return [(speak(text, voice=voice, rate=rate), text.split()) for text, voice, rate in SENTENCES]
+
+
+def test_boundaries_match_espeaks_word_events(spoken):
+    starts, ends = [], []
+    for speech, words in spoken:
+        aligned = align_words(speech.waveform, [w.upper() for w in words], speech.sampling_rate)
+        assert [w for w, _, _ in aligned] == [w.upper() for w in words]  # the words as given, in order
+        for (_, start, end), (_, true_start, true_end) in zip(aligned, speech.word_timings):
+            assert 0 <= start < end <= len(speech.waveform) / speech.sampling_rate
+            starts.append(abs(start - true_start))
+            ends.append(abs(end - true_end))
+    assert np.median(starts) < 0.03 and np.median(ends) < 0.03
+    assert np.mean(np.array(starts) < 0.1) > 0.9
+
+
+def test_resampled_input_aligns_alike(spoken):
+    import librosa
+
+    speech, words = spoken[0]
+    native = align_words(speech.waveform, words, speech.sampling_rate)
+    at_16k = align_words(librosa.resample(speech.waveform, orig_sr=speech.sampling_rate, target_sr=16000), words)
+    np.testing.assert_allclose([t[1:] for t in at_16k], [t[1:] for t in native], atol=0.021)
+
+
+def test_unknown_word_is_named(spoken):
+    speech, words = spoken[0]
+    with pytest.raises(AlignmentError, match="'zorblax' is not in pocketsphinx's pronunciation dictionary"):
+        align_words(speech.waveform, words[:-1] + ["zorblax"], speech.sampling_rate)
+
+
+def test_mismatched_transcript_is_an_error_or_a_counted_fallback(spoken):
+    speech, _ = spoken[0]
+    # A transcript three times longer than what is said cannot be placed in full.
+    words = ("the acting was so boring and the plot is dull " * 3).split()
+    with pytest.raises(AlignmentError, match=r"placed \d+ of 30 words and lost"):
+        align_words(speech.waveform, words, speech.sampling_rate)
+    timings, aligned = align_or_spread(speech.waveform, words, speech.sampling_rate)
+    assert not aligned
+    assert timings == spread_words(speech.waveform, words, speech.sampling_rate)
+    ok_timings, ok = align_or_spread(speech.waveform, spoken[0][1], speech.sampling_rate)
+    assert ok and ok_timings == align_words(speech.waveform, spoken[0][1], speech.sampling_rate)
+
+
+def test_spread_covers_the_voiced_span_in_proportion_to_word_length(spoken):
+    speech, words = spoken[1]
+    rate = speech.sampling_rate
+    spread = spread_words(speech.waveform, words, rate)
+    assert [w for w, _, _ in spread] == words
+    bounds = np.array([(a, b) for _, a, b in spread])
+    np.testing.assert_allclose(bounds[1:, 0], bounds[:-1, 1])  # contiguous
+    durations = bounds[:, 1] - bounds[:, 0]
+    np.testing.assert_allclose(durations / durations.sum(), [len(w) / len("".join(words)) for w in words])
+    loud = np.flatnonzero(np.abs(speech.waveform) > 0.01 * np.abs(speech.waveform).max())
+    assert abs(bounds[0, 0] - loud[0] / rate) < 0.03 and abs(bounds[-1, 1] - loud[-1] / rate) < 0.03
+
+
+@pytest.mark.parametrize(
+    "waveform, message",
+    [(np.zeros(0), "non-empty mono"), (np.full(100, np.nan), "NaN or inf"), (np.zeros((2, 100)), "non-empty mono")],
+)
+def test_bad_waveforms(waveform, message):
+    with pytest.raises(ValueError, match=message):
+        align_words(waveform, ["movie"])

@@ -1,0 +1,164 @@
+"""The `recordings` config: a folder of audio files with metadata, validated, decoded to 16 kHz mono, exported."""
+
+import json
+
+import datasets
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+
+from dataset_script import MosiDataError, load_mosi
+from dataset_script.export import export_to_folder
+from dataset_script.recordings import decode_audio
+from speech import speak, write_folder
+
+
+@pytest.fixture(scope="module")
+def speeches():
+    return {
+        "great": speak("the movie was great"),
+        "boring": speak("so boring", voice="en-us+f3"),
+        "fun": speak("really fun film", rate=200),
+    }
+
+
+def rows(speeches):
+    great, boring, fun = speeches["great"], speeches["boring"], speeches["fun"]
+    return [
+        {"file_name": "a/great.wav", "text": "the movie was great", "label": 2.2, "split": "train", "speech": great,
+         "word_timings": [list(t) for t in great.word_timings]},
+        {"file_name": "boring.wav", "text": "so boring", "label": -1.0, "split": "validation", "speech": boring},
+        {"file_name": "fun.wav", "text": "really fun film", "label": 1.4, "split": "test", "speech": fun, "video_id": "v1"},
+    ]  # fmt: skip
+
+
+def test_reads_folder_decodes_any_format_to_16k_mono(tmp_path, speeches):
+    folder = tmp_path / "rec"
+    write_folder(folder, rows(speeches), metadata="metadata.csv")
+    # Replace one clip by a 44.1 kHz stereo FLAC and another by an 8 kHz OGG: both are read and converted.
+    fun = speeches["fun"]
+    stereo = librosa.resample(fun.waveform, orig_sr=fun.sampling_rate, target_sr=44100)
+    sf.write(folder / "fun.wav", np.stack([stereo, 0.5 * stereo], axis=1), 44100, format="FLAC")
+    dataset = load_mosi("recordings", data_dir=folder, cache_dir=tmp_path / "cache")
+    assert list(dataset) == ["train", "validation", "test"]
+    train = dataset["train"]
+    assert train.features["audio"] == datasets.Audio(sampling_rate=16000, num_channels=1)
+    raw = dataset.cast_column("audio", datasets.Audio(decode=False))
+    row = raw["train"][0]
+    assert (row["id"], row["text"], row["label7"], row["audio_level"]) == ("a/great.wav", "the movie was great", 5, "waveform")
+    assert row["audio"]["bytes"] == (folder / "a/great.wav").read_bytes()  # the file as it was
+    great = speeches["great"]
+    assert [(t["word"], t["start"], t["end"]) for t in row["word_timings"]] == great.word_timings
+    assert row["true_timings"] is None and raw["validation"][0]["word_timings"] is None
+    # 16 kHz mono, as librosa resamples the 16-bit samples the WAV holds.
+    expected = librosa.resample(np.round(great.waveform * 32768) / 32768, orig_sr=great.sampling_rate, target_sr=16000)
+    np.testing.assert_allclose(decode_audio(row["audio"]), expected, atol=1e-5)
+    test_row = raw["test"][0]
+    assert test_row["video_id"] == "v1"
+    mono = decode_audio(test_row["audio"])
+    reference = librosa.resample(0.75 * stereo, orig_sr=44100, target_sr=16000)
+    assert len(mono) == len(reference) and np.abs(mono - reference).max() < 1e-3
+
+
+def test_without_split_column_everything_is_train(tmp_path, speeches):
+    folder = tmp_path / "rec"
+    write_folder(folder, [{k: v for k, v in r.items() if k != "split"} for r in rows(speeches)])
+    dataset = load_mosi("recordings", data_dir=folder, cache_dir=tmp_path / "cache")
+    assert list(dataset) == ["train"] and dataset["train"].num_rows == 3
+
+
+def _break(folder, how):
+    path = folder / "boring.wav"
+    if how == "missing":
+        path.unlink()
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    elif how == "not audio":
+        path.write_text("hello")
+    elif how == "silent":
+        sf.write(path, np.zeros(16000, np.float32), 16000)
+
+
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("missing", r"boring.wav not found"),
+        ("empty", r"boring.wav is empty"),
+        ("truncated", r"boring.wav is truncated"),
+        ("not audio", r"boring.wav is not readable audio"),
+        ("silent", r"boring.wav is silent"),
+    ],
+)
+def test_bad_audio_files_are_named(tmp_path, speeches, how, message):
+    folder = tmp_path / "rec"
+    write_folder(folder, rows(speeches))
+    _break(folder, how)
+    with pytest.raises(MosiDataError, match=message):
+        load_mosi("recordings", data_dir=folder, cache_dir=tmp_path / "cache")
+    # Nothing was cached as complete: after the fix the same cache builds and holds every row.
+    write_folder(folder, rows(speeches))
+    assert load_mosi("recordings", data_dir=folder, cache_dir=tmp_path / "cache")["validation"].num_rows == 1
+
+
+def _timings(speeches, change):
+    timings = [list(t) for t in speeches["boring"].word_timings]
+    change(timings)
+    return timings
+
+
+@pytest.mark.parametrize(
+    "update, message",
+    [
+        ({"label": 3.5}, r"boring.wav: label 3.5.*expected a number in \[-3, 3\]"),
+        ({"label": "bad"}, r"boring.wav: label 'bad' is not a number"),
+        ({"split": "dev"}, r"boring.wav: split 'dev'"),
+        ({"word_timings": [["so", 0.0, 0.2]]}, r"word_timings has 1 entries.*expected 2"),
+        ({"word_timings": "late"}, r"word_timings is not JSON"),
+        ("outside", r"word_timings word 1 'boring' spans .*the clip's"),
+        ("order", r"word 1 'boring' starts at 0.0 s, before the previous word"),
+        ("other word", r"word_timings entry 1 names 'exciting' but word 1 of the text is 'boring'"),
+    ],
+)
+def test_bad_metadata_is_named(tmp_path, speeches, update, message):
+    rewrite = {
+        "outside": lambda t: t[1].__setitem__(2, t[1][2] + 1.0),
+        "order": lambda t: (t[0].__setitem__(1, 0.1), t[1].__setitem__(1, 0.0)),
+        "other word": lambda t: t[1].__setitem__(0, "exciting"),
+    }
+    if isinstance(update, str):
+        update = {"word_timings": _timings(speeches, rewrite[update])}
+    bad = [{**r, **update} if r["file_name"] == "boring.wav" else r for r in rows(speeches)]
+    folder = tmp_path / "rec"
+    write_folder(folder, bad)
+    with pytest.raises(MosiDataError, match=message) as error:
+        load_mosi("recordings", data_dir=folder, cache_dir=tmp_path / "cache")
+    assert "metadata.jsonl" in str(error.value)
+
+
+def test_metadata_columns_and_files(tmp_path, speeches):
+    folder = tmp_path / "rec"
+    write_folder(folder, [{**r, "lable": 1} for r in rows(speeches)])
+    with pytest.raises(MosiDataError, match=r"unknown columns \['lable'\]"):
+        load_mosi("recordings", data_dir=folder, cache_dir=tmp_path / "cache")
+    (folder / "metadata.csv").write_text("file_name,text,label\n")
+    with pytest.raises(FileNotFoundError, match="found both of metadata.csv / metadata.jsonl"):
+        load_mosi("recordings", data_dir=folder, cache_dir=tmp_path / "cache")
+    with pytest.raises(datasets.exceptions.ManualDownloadError, match="data_dir"):
+        load_mosi("recordings", cache_dir=tmp_path / "cache")
+
+
+def test_export_keeps_the_audio_and_loads_back(tmp_path, speeches):
+    folder = tmp_path / "rec"
+    write_folder(folder, rows(speeches))
+    out = export_to_folder(tmp_path / "hub", configs=["recordings"], data_dir=str(folder), cache_dir=tmp_path / "c")
+    built = datasets.load_dataset(str(out), "recordings", cache_dir=str(tmp_path / "reload"))
+    source = load_mosi("recordings", data_dir=folder, cache_dir=tmp_path / "c")
+    for split in source:
+        assert built[split].features == source[split].features
+        assert built[split].data.table.equals(source[split].data.table), split
+    row = built["train"].cast_column("audio", datasets.Audio(decode=False))[0]
+    assert row["audio"]["bytes"] == (folder / "a/great.wav").read_bytes()
+    json.dumps(row["word_timings"])  # plain values
