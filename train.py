@@ -48,7 +48,7 @@ from transformers import AutoTokenizer, HfArgumentParser, TrainingArguments, set
 from transformers.trainer_utils import get_last_checkpoint
 
 from cmbert_hf import CMBertDataCollator, CMBertForSequenceClassification, CMBertProcessor, compute_metrics
-from cmbert_hf.configuration_cmbert import ORIGINAL_FUSION
+from cmbert_hf import CMBertConfig
 from cmbert_hf.feature_extraction_cmbert import CMBertFeatureExtractor
 from cmbert_hf.hub import PushError, push_folder
 from cmbert_hf.model_card import write_model_card
@@ -145,7 +145,7 @@ def parse_args(argv: list[str] | None = None):
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     if model_args.original:
         defaults = ModelArguments()
-        for name, value in ORIGINAL_FUSION.items():
+        for name, value in CMBertConfig.original_fusion().items():
             chosen = getattr(model_args, name)
             if chosen not in (value, getattr(defaults, name)):
                 raise ValueError(f"--original sets {name}={value!r}; it cannot go with {name}={chosen!r}.")

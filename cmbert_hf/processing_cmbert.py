@@ -1,9 +1,10 @@
-"""CM-BERT processor: the BERT tokenizer plus word-to-word-piece alignment of acoustic features.
+"""CM-BERT processor: the text encoder's tokenizer plus word-to-word-piece alignment of acoustic features.
 
 CMU-MOSI's acoustic features are one vector per *word*; BERT positions are *word-pieces*. The original
 code fed the word vectors position by position, so audio drifted from text after the first split word.
-Here each word's vector is repeated over all its pieces and `[CLS]`, `[SEP]` and padding get zero rows
-(spec, "Inputs"). Features already aligned to BERT positions (`audio_level="token"`) are taken as they are.
+Here each word's vector is repeated over all its pieces and the special tokens at both ends (`[CLS]` ... `[SEP]`,
+`<s>` ... `</s>`) and padding get zero rows (spec, "Inputs"). Features already aligned to the model's positions
+(`audio_level="token"`) are taken as they are.
 """
 
 import numpy as np
@@ -19,12 +20,12 @@ AUDIO_LEVELS = ("word", "token")
 
 class CMBertProcessor(ProcessorMixin):
     r"""
-    Pairs a BERT tokenizer with a [`CMBertFeatureExtractor`].
+    Pairs the text encoder's tokenizer (any family's fast tokenizer) with a [`CMBertFeatureExtractor`].
 
     Args:
         feature_extractor ([`CMBertFeatureExtractor`]):
             Turns a waveform and word timings into one acoustic vector per word.
-        tokenizer ([`BertTokenizerFast`]):
+        tokenizer ([`PreTrainedTokenizerFast`]):
             A fast tokenizer (word alignment needs `word_ids()`).
         audio_feature_size (`int`, *optional*):
             Width of the acoustic vectors, the model's `audio_feature_size`. Defaults to the feature extractor's
@@ -33,6 +34,11 @@ class CMBertProcessor(ProcessorMixin):
     """
 
     def __init__(self, feature_extractor, tokenizer, audio_feature_size: int | None = None):
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError(
+                f"CMBertProcessor needs a fast tokenizer (aligning audio to word-pieces uses `word_ids()`), got "
+                f"{type(tokenizer).__name__}: load it with `AutoTokenizer.from_pretrained(..., use_fast=True)`."
+            )
         self.audio_feature_size = audio_feature_size or feature_extractor.feature_size
         super().__init__(feature_extractor, tokenizer)
 
@@ -102,6 +108,8 @@ class CMBertProcessor(ProcessorMixin):
             truncation=truncation,
             padding=padding,
         )
+        for index in range(len(words)):
+            _check_framing(encoding, index)
         if audio_features is not None:
             if len(audio_features) != len(words):
                 raise ValueError(f"got {len(words)} texts but {len(audio_features)} audio feature arrays.")
@@ -134,6 +142,18 @@ class CMBertProcessor(ProcessorMixin):
         word_ids = np.array([-1 if w is None else w for w in encoding.word_ids(index)])
         table = np.concatenate([np.zeros((1, width), dtype=np.float32), feats])
         return table[word_ids + 1]
+
+
+def _check_framing(encoding, index: int) -> None:
+    """The first and the last real token are special tokens (`[CLS]` ... `[SEP]`, `<s>` ... `</s>`), padding on the
+    right: the model's `cls_audio="mean"` leaves exactly those two positions out of the utterance's mean."""
+    word_ids = encoding.word_ids(index)
+    last = sum(encoding["attention_mask"][index]) - 1
+    if word_ids[0] is not None or word_ids[last] is not None:
+        raise ValueError(
+            f"sample {index}: the tokenizer must frame each sequence with special tokens at both ends and pad on the "
+            f"right (word ids {word_ids}); check `add_special_tokens` and `padding_side`."
+        )
 
 
 def _is_batched(text, is_split_into_words: bool) -> bool:
