@@ -19,7 +19,7 @@ from transformers import BertModel
 class OriginalCMBert(nn.Module):
     original_fp32 = True  # the benchmarks run it without autocast
 
-    def __init__(self, bert_config, bert_path=None, fusion_dim: int = 30, audio_dim: int = 5):
+    def __init__(self, bert_config, bert_path=None, fusion_dim: int = 30, audio_feature_size: int = 5):
         super().__init__()
         if bert_path:
             self.bert = BertModel.from_pretrained(bert_path, attn_implementation="eager")  # pooler included
@@ -30,7 +30,7 @@ class OriginalCMBert(nn.Module):
         h = config.hidden_size
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.proj_t = nn.Conv1d(h, fusion_dim, kernel_size=1, bias=False)
-        self.proj_a = nn.Conv1d(audio_dim, fusion_dim, kernel_size=1, bias=False)
+        self.proj_a = nn.Conv1d(audio_feature_size, fusion_dim, kernel_size=1, bias=False)
         self.weight_t = nn.Parameter(torch.ones(1))
         self.weight_a = nn.Parameter(torch.ones(1))
         self.bias = nn.Parameter(torch.zeros(1))

@@ -10,6 +10,7 @@ arguments and the model card are derived from these declarations.
 from dataclasses import MISSING, field, fields
 from typing import Any, Literal
 
+import numpy as np
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, BertConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
@@ -26,7 +27,14 @@ LABEL7_NAMES = (
 )  # fmt: skip
 MAX_LENGTH = 50  # word-piece truncation length of the original recipe
 
-# Keys of the pre-2026 layout: a flat `BertConfig` with the fusion settings beside its fields (see `__post_init__`).
+
+def sentiment_class(score):
+    """The 7-class index (into `LABEL7_NAMES`) of a score or an array of scores: `round(clip(score, -3, 3)) + 3`,
+    numpy's halves-to-even as the original scoring code (2.5 -> 5, -0.5 -> 3)."""
+    return np.round(np.clip(score, *LABEL_RANGE)).astype(int) + 3
+
+
+# Keys of the layout saved before `text_config`: a flat `BertConfig` with the fusion settings beside its fields.
 _LEGACY_BERT_KEYS = {f.name for f in fields(BertConfig)} - {f.name for f in fields(PreTrainedConfig)}
 
 
@@ -184,4 +192,4 @@ class CMBertConfig(PreTrainedConfig):
         return {f.name: f.metadata["original"] for f in cls.fusion_settings() if "original" in f.metadata}
 
 
-__all__ = ["CMBertConfig", "LABEL7_NAMES", "LABEL_RANGE", "MAX_LENGTH"]
+__all__ = ["CMBertConfig", "LABEL7_NAMES", "LABEL_RANGE", "MAX_LENGTH", "fusion_setting", "sentiment_class"]

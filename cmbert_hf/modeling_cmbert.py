@@ -274,10 +274,13 @@ class CMBertPreTrainedModel(PreTrainedModel):
         return_info = kwargs.pop("output_loading_info", False)
         # Mismatched weights are reported below with the config field at fault, rather than as transformers' error.
         kwargs["ignore_mismatched_sizes"] = True
-        model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs)
+        model, info = super().from_pretrained(
+            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+        )
         _check_loaded(pretrained_model_name_or_path, info, missing_allowed=())
         if info["mismatched_keys"]:
-            key, saved, expected = sorted(info["mismatched_keys"])[0]
+            # The fusion layer's weights name the setting at fault best.
+            key, saved, expected = min(info["mismatched_keys"], key=lambda m: (not m[0].startswith("fusion."), m[0]))
             raise ValueError(
                 f"{pretrained_model_name_or_path}: the saved weight {key} has shape {tuple(saved)} but the config asks "
                 f"for {tuple(expected)}: does `text_config.hidden_size` ({model.config.hidden_size}), "

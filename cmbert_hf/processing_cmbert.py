@@ -12,6 +12,8 @@ import numpy as np
 from transformers import BatchEncoding, ProcessorMixin
 from transformers.utils import logging
 
+from .configuration_cmbert import MAX_LENGTH
+
 
 logger = logging.get_logger(__name__)
 
@@ -56,7 +58,7 @@ class CMBertProcessor(ProcessorMixin):
         word_timings=None,
         audio_level: str = "word",
         is_split_into_words: bool = False,
-        max_length: int | None = 50,
+        max_length: int | None = MAX_LENGTH,
         padding=False,
         truncation: bool = True,
         return_tensors=None,

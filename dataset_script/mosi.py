@@ -18,17 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
-import numpy as np
 from datasets.exceptions import ManualDownloadError
+
+from cmbert_hf.configuration_cmbert import LABEL7_NAMES, sentiment_class
 
 from dataset_script import sources
 from dataset_script.sources import SPLITS, TSV_SPLITS, MissingSourceError, SplitRows, find_source
 from dataset_script.synthetic import generate_split
 
 TEXT_URL = "https://raw.githubusercontent.com/thuiar/Cross-Modal-BERT/master/data/text/{}.tsv"
-LABEL7_NAMES = [
-    "strongly negative", "negative", "weakly negative", "neutral", "weakly positive", "positive", "strongly positive",
-]  # fmt: skip
 
 DESCRIPTION = """\
 CMU-MOSI (2199 opinion utterances from 93 YouTube videos, sentiment in [-3, 3]; standard split
@@ -167,7 +165,7 @@ class Mosi(datasets.GeneratorBasedBuilder):
             "video_id": datasets.Value("string"),
             "text": datasets.Value("string"),
             "label": datasets.Value("float32"),
-            "label7": datasets.ClassLabel(names=LABEL7_NAMES),
+            "label7": datasets.ClassLabel(names=list(LABEL7_NAMES)),
             "audio": vectors,
             "audio_level": datasets.Value("string"),
         }
@@ -196,7 +194,7 @@ class Mosi(datasets.GeneratorBasedBuilder):
                 "video_id": rows.video_ids[i],
                 "text": rows.texts[i],
                 "label": label,
-                "label7": int(np.round(np.clip(label, -3.0, 3.0))) + 3,
+                "label7": int(sentiment_class(label)),
                 "audio": rows.audio[i] if rows.audio is not None else [],
                 "audio_level": level,
             }

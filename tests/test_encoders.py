@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassError
-from tokenizers import ByteLevelBPETokenizer, SentencePieceUnigramTokenizer, Tokenizer, models, pre_tokenizers, processors
+from tokenizers import ByteLevelBPETokenizer, SentencePieceUnigramTokenizer, Tokenizer, models, pre_tokenizers
 from tokenizers import normalizers as norms
+from tokenizers import processors
 from tokenizers.trainers import WordPieceTrainer
 from transformers import (
     AutoModel,
@@ -69,7 +70,8 @@ def _tokenizer(family):
         wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
         wordpiece.normalizer = norms.BertNormalizer(lowercase=True)
         wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        wordpiece.train_from_iterator(CORPUS, WordPieceTrainer(vocab_size=120, special_tokens=special, show_progress=False))
+        trainer = WordPieceTrainer(vocab_size=120, special_tokens=special, show_progress=False)
+        wordpiece.train_from_iterator(CORPUS, trainer)
         return BertTokenizer(vocab=wordpiece.get_vocab())
     if family == "roberta":  # byte-level BPE
         trained = _byte_bpe(["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
@@ -260,7 +262,7 @@ def test_bad_encoders_are_clear_errors():
 
     AutoModel.register(PooledOnlyConfig, PooledOnlyModel)
     model = CMBertForSequenceClassification(CMBertConfig(text_config=PooledOnlyConfig()))
-    with pytest.raises(ValueError, match="the pooled-only-encoder text encoder .PooledOnlyModel. returns no `last_hidden_sta"):
+    with pytest.raises(ValueError, match="pooled-only-encoder text encoder .PooledOnlyModel. returns no `last_hidden"):
         model(torch.ones(1, 4, dtype=torch.long))
 
 
