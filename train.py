@@ -44,18 +44,25 @@ import logging
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import transformers
 import yaml
+from huggingface_hub.errors import StrictDataclassError
 from transformers import AutoTokenizer, HfArgumentParser, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from cmbert_hf import CMBertDataCollator, CMBertForSequenceClassification, CMBertProcessor, compute_metrics
-from cmbert_hf.configuration_cmbert import ORIGINAL_FUSION
+from cmbert_hf import (
+    CMBertConfig,
+    CMBertDataCollator,
+    CMBertForSequenceClassification,
+    CMBertProcessor,
+    compute_metrics,
+)
+from cmbert_hf.configuration_cmbert import MAX_LENGTH
 from cmbert_hf.feature_extraction_cmbert import CMBertFeatureExtractor
 from cmbert_hf.hub import PushError, check_model_location, push_folder
 from cmbert_hf.metrics import markdown_table, summarize
@@ -69,25 +76,42 @@ TEMPLATE = Path(__file__).resolve().parent / "model_card.md"
 
 
 @dataclass
-class ModelArguments:
+class RunArguments:
+    """The model arguments of a run that are not fusion settings (those are added from `CMBertConfig`)."""
+
     model_name_or_path: str = field(
         default="bert-base-uncased",
-        metadata={"help": "BERT checkpoint (Hub id or folder); `package:NAME` takes NAME.get_model_path()."},
+        metadata={"help": "Text encoder checkpoint of any family (Hub id or folder), or a saved CM-BERT model; "
+                  "`package:NAME` takes NAME.get_model_path()."},
     )
     text_only: bool = field(default=False, metadata={"help": "Drop the audio: the T-BERT baseline, same code."})
     original: bool = field(
         default=False,
-        metadata={"help": "The original code's quirks: whole-batch text scaling, unscaled audio, zero [CLS] audio "
-                  "(audio-blind), frozen regression head."},
+        metadata={"help": "The original code's settings, audio-blind ("
+                  + ", ".join(f"{name}={value}" for name, value in CMBertConfig.original_fusion().items())
+                  + "), and its frozen regression head."},
     )
-    fusion_dim: int = field(default=30, metadata={"help": "Size of the text and audio projections."})
-    fusion_attention_dropout: float = field(default=0.3, metadata={"help": "Dropout on the multimodal attention."})
-    cls_audio: str = field(default="mean", metadata={"help": "`mean` (audio reaches the prediction) or `input`."})
-    text_scaling: str = field(default="sample", metadata={"help": "`sample`, `batch` (original) or `none`."})
-    audio_scaling: str = field(default="sample", metadata={"help": "`sample`, `batch` or `none` (original)."})
     freeze_embeddings: bool = field(default=True, metadata={"help": "Freeze the word-piece embeddings (paper)."})
     fusion_learning_rate: float = field(default=0.01, metadata={"help": "Learning rate of the fusion weights."})
-    attn_implementation: str = field(default="sdpa", metadata={"help": "`sdpa` or `eager` for the BERT encoder."})
+    attn_implementation: str = field(default="sdpa", metadata={"help": "`sdpa` or `eager` for the text encoder."})
+
+
+def model_arguments(config_class=CMBertConfig):
+    """`ModelArguments`: `RunArguments` plus one argument per fusion setting of `config_class`, with the type
+    (choices for a `Literal`), default and help of its declaration."""
+    settings = [
+        (f.name, f.type, field(default=f.default, metadata={"help": f.metadata["help"]}))
+        for f in config_class.fusion_settings()
+    ]
+    return make_dataclass("ModelArguments", settings, bases=(RunArguments,))
+
+
+ModelArguments = model_arguments()
+
+
+def fusion_settings(model_args) -> dict:
+    """The fusion settings chosen for this run, as `CMBertConfig` keyword arguments."""
+    return {f.name: getattr(model_args, f.name) for f in CMBertConfig.fusion_settings()}
 
 
 @dataclass
@@ -97,7 +121,7 @@ class DataArguments:
     )
     data_dir: str | None = field(default=None, metadata={"help": "Folder with the config's files."})
     dataset_cache_dir: str | None = field(default=None, metadata={"help": "datasets cache for the prepared data."})
-    max_length: int = field(default=50, metadata={"help": "Word-piece truncation length (the paper's 50)."})
+    max_length: int = field(default=MAX_LENGTH, metadata={"help": "Word-piece truncation length (the paper's 50)."})
     pad_to_max_length: bool | None = field(
         default=None,
         metadata={"help": "Pad every batch to max_length (slower). Default: as --original implies, which pads "
@@ -146,7 +170,8 @@ CONFIG_HELP = "YAML recipe: its keys are the dataclass field names (the flags ab
 
 
 def parse_args(argv: list[str] | None = None):
-    """Dataclasses from `--config x.yaml` defaults and command-line overrides."""
+    """Dataclasses from `--config x.yaml` defaults and command-line overrides, the fusion settings validated by
+    `CMBertConfig` before anything runs."""
     config_parser = argparse.ArgumentParser(add_help=False)
     config_parser.add_argument("--config", help=CONFIG_HELP)
     config, argv = config_parser.parse_known_args(sys.argv[1:] if argv is None else argv)
@@ -164,11 +189,15 @@ def parse_args(argv: list[str] | None = None):
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     if model_args.original:
         defaults = ModelArguments()
-        for name, value in ORIGINAL_FUSION.items():
+        for name, value in CMBertConfig.original_fusion().items():
             chosen = getattr(model_args, name)
             if chosen not in (value, getattr(defaults, name)):
                 raise ValueError(f"--original sets {name}={value!r}; it cannot go with {name}={chosen!r}.")
             setattr(model_args, name, value)
+    try:
+        CMBertConfig(**fusion_settings(model_args))
+    except StrictDataclassError as error:
+        raise ValueError(f"invalid model arguments: {error}") from error
     return model_args, data_args, training_args
 
 
@@ -358,21 +387,17 @@ def run(model_args, data_args, training_args, callbacks=None, reuse_finished: bo
         raise ArgumentError(f"dataset config {data_args.dataset_config!r} has no audio: pass --text_only for the "
                             "text-only baseline, or choose a config with audio (cmbert, mmsa_aligned, synthetic, ...).")
     # The width of the data's features (5 for MOSI's COVAREP columns, 74 for MOSEI) fixes the model's.
-    audio_width = len(first_audio[0]) if first_audio else feature_extractor.feature_size
-    processor = CMBertProcessor(feature_extractor, tokenizer, audio_feature_size=audio_width, **provenance)
+    audio_feature_size = len(first_audio[0]) if first_audio else feature_extractor.feature_size
+    processor = CMBertProcessor(feature_extractor, tokenizer, audio_feature_size=audio_feature_size, **provenance)
     with training_args.main_process_first(desc="dataset encoding"):
         splits = encode_splits(raw, data_args, processor, use_audio)
 
     model = CMBertForSequenceClassification.from_pretrained(
         model_path,
         num_labels=1,
-        audio_feature_size=audio_width,
-        fusion_dim=model_args.fusion_dim,
-        fusion_attention_dropout=model_args.fusion_attention_dropout,
-        cls_audio=model_args.cls_audio,
-        text_scaling=model_args.text_scaling,
-        audio_scaling=model_args.audio_scaling,
+        audio_feature_size=audio_feature_size,
         attn_implementation=model_args.attn_implementation,
+        **fusion_settings(model_args),
         **provenance,
     )
     freeze(model, embeddings=model_args.freeze_embeddings, head=model_args.original, audio=model_args.text_only)
@@ -415,14 +440,16 @@ def run(model_args, data_args, training_args, callbacks=None, reuse_finished: bo
         Path(training_args.output_dir, "test_predictions.json").write_text(json.dumps(predictions.reshape(-1).tolist()))
         samples = {split: len(dataset) for split, dataset in splits.items()}
         write_results(training_args.output_dir, model_args, data_args, training_args, metrics, trainer.state, samples,
-                      audio_width)
+                      audio_feature_size)
         # The run is complete: its checkpoints (optimizer state included) only served to resume it.
         for path in folder.glob("checkpoint-*"):
             shutil.rmtree(path)
     return metrics
 
 
-def write_results(output_dir, model_args, data_args, training_args, metrics, state, samples, audio_width) -> None:
+def write_results(
+    output_dir, model_args, data_args, training_args, metrics, state, samples, audio_feature_size
+) -> None:
     """results.json and the model card: written last, so a folder that has them is complete."""
     results = {
         "seed": training_args.seed,
@@ -430,7 +457,7 @@ def write_results(output_dir, model_args, data_args, training_args, metrics, sta
         "world_size": training_args.world_size,
         "total_train_batch_size": total_train_batch_size(training_args),
         "samples": samples,
-        "audio_feature_size": audio_width,
+        "audio_feature_size": audio_feature_size,
         "model": vars(model_args),
         "data": vars(data_args),
         "training": training_args.to_dict(),

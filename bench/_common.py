@@ -130,7 +130,7 @@ def build_models(backbone: str, device: str, which=("cmbert", "bert", "original"
             if path:
                 m = modeling.CMBertForSequenceClassification.from_pretrained(path, attn_implementation="sdpa")
             else:
-                config = CMBertConfig.from_bert_config(bert_config(backbone), attn_implementation="sdpa")
+                config = CMBertConfig(text_config=bert_config(backbone), attn_implementation="sdpa")
                 m = modeling.CMBertForSequenceClassification(config)
         elif name == "bert":
             if path:

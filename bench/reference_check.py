@@ -14,8 +14,7 @@ def main():
     CMBertConfig, modeling, Collator = c.import_cmbert()
     bert_config = c.bert_config("tiny")
     ref = OriginalCMBert(bert_config).eval()
-    config = CMBertConfig.from_bert_config(c.bert_config("tiny"), num_labels=1, attn_implementation="eager")
-    config.text_scaling, config.audio_scaling, config.cls_audio = "batch", "none", "input"  # = .original()
+    config = CMBertConfig.original(text_config=c.bert_config("tiny"), num_labels=1, attn_implementation="eager")
     ours = modeling.CMBertForSequenceClassification(config).eval()
     state = {k: v for k, v in ref.state_dict().items() if not k.startswith("bert.pooler")}
     rename = {"proj_t": "fusion.attention.text_proj", "proj_a": "fusion.attention.audio_proj",

@@ -1,52 +1,87 @@
 """CM-BERT configuration.
 
 CM-BERT: Cross-Modal BERT for Text-Audio Sentiment Analysis (Yang, Xu, Gao, ACM MM 2020).
-The config is a `BertConfig` (so any BERT checkpoint can be the text encoder) plus the
-hyperparameters of the masked multimodal attention layer.
+The config holds the text encoder's own config as the sub-config `text_config` (any encoder family whose
+`AutoModel` returns `last_hidden_state`: BERT, RoBERTa, DeBERTa-v2/v3, XLM-RoBERTa, ModernBERT, ELECTRA, ...)
+and the fusion layer's settings, each declared once below with its type, default and help; `train.py`'s
+arguments and the model card are derived from these declarations.
 """
 
-from transformers import BertConfig
+from dataclasses import MISSING, field, fields
+from typing import Any, Literal
+
+import numpy as np
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig, BertConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import logging
 
 
 logger = logging.get_logger(__name__)
 
-SCALING_MODES = ("batch", "sample", "none")
-CLS_AUDIO_MODES = ("input", "mean")
+# Facts of the task that several modules use (this file ships as remote code, so they live here).
+LABEL_RANGE = (-3.0, 3.0)  # CMU-MOSI / MOSEI sentiment scores; predictions are clipped to it for the 7 classes
+# The 7 classes, index = round(clip(score, *LABEL_RANGE)) + 3 with numpy's halves-to-even.
+LABEL7_NAMES = (
+    "strongly negative", "negative", "weakly negative", "neutral", "weakly positive", "positive", "strongly positive",
+)  # fmt: skip
+MAX_LENGTH = 50  # word-piece truncation length of the original recipe
 # Where the audio vectors a model was trained on came from: "none" for a model trained without audio (text only);
 # None where it was not recorded (folders saved before it was), which accept precomputed vectors only.
 AUDIO_FEATURE_SOURCES = ("extractor", "covarep", "synthetic", "none", None)
-# The fusion settings of the authors' code (`CMBertConfig.original()`, `train.py --original`).
-ORIGINAL_FUSION = {"text_scaling": "batch", "audio_scaling": "none", "cls_audio": "input"}
 
 
-class CMBertConfig(BertConfig):
+def sentiment_class(score):
+    """The 7-class index (into `LABEL7_NAMES`) of a score or an array of scores: `round(clip(score, -3, 3)) + 3`,
+    numpy's halves-to-even as the original scoring code (2.5 -> 5, -0.5 -> 3)."""
+    return np.round(np.clip(score, *LABEL_RANGE)).astype(int) + 3
+
+
+# Keys of the layout saved before `text_config`: a flat `BertConfig` with the fusion settings beside its fields.
+_LEGACY_BERT_KEYS = {f.name for f in fields(BertConfig)} - {f.name for f in fields(PreTrainedConfig)}
+
+
+def _positive_int(value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"must be a positive integer, got {value!r}")
+
+
+def _probability(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"must be a dropout probability in [0, 1), got {value!r}")
+
+
+def _positive_float(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"must be a positive number, got {value!r}")
+
+
+def fusion_setting(default, help: str, validator=None, original=MISSING) -> Any:
+    """Declares one fusion setting: the dataclass field with its help, optional validator (beyond the type
+    check) and the value the authors' code used when it differs from the default (`CMBertConfig.original`)."""
+    metadata = {"help": help, "fusion_setting": True}
+    if validator is not None:
+        metadata["validator"] = validator
+    if original is not MISSING:
+        metadata["original"] = original
+    return field(default=default, metadata=metadata)
+
+
+@strict
+class CMBertConfig(PreTrainedConfig):
     r"""
-    Configuration of a [`CMBertModel`]: the BERT encoder's hyperparameters (inherited from
-    [`BertConfig`], defaults of `bert-base-uncased`) and those of the fusion layer.
+    Configuration of a [`CMBertModel`]: a text encoder's config (`text_config`) and the fusion layer's settings.
 
     The defaults are batch-independent and let the audio reach the prediction.
     [`CMBertConfig.original`] gives the behaviour of the authors' code instead.
 
     Args:
+        text_config (`dict` or [`PreTrainedConfig`], *optional*):
+            The text encoder's config, of any model type whose `AutoModel` returns `last_hidden_state`.
+            Defaults to `bert-base-uncased`'s. A flat `BertConfig` layout (BERT fields beside the fusion settings,
+            as folders saved before `text_config` existed) is read as the `text_config` of a BERT encoder.
         audio_feature_size (`int`, *optional*, defaults to 5):
             Width `D_a` of one acoustic vector (5 COVAREP columns for CMU-MOSI, 74 for CMU-MOSEI).
-        fusion_dim (`int`, *optional*, defaults to 30):
-            Size `d` of the bias-free text and audio projections that build the attention maps.
-        fusion_attention_dropout (`float`, *optional*, defaults to 0.3):
-            Dropout on the multimodal attention weights `W_m`.
-        text_scaling (`str`, *optional*, defaults to `"sample"`):
-            How the projected text `T` is divided by the square root of its (detached) Frobenius norm:
-            `"batch"` over the whole batch tensor padding included, as the original code does (results then
-            depend on the other samples in the batch); `"sample"` per sample over its real tokens;
-            `"none"` not at all.
-        audio_scaling (`str`, *optional*, defaults to `"sample"`):
-            The same for the projected audio `A`. The paper scales it; the original code does not (`"none"`).
-        cls_audio (`str`, *optional*, defaults to `"mean"`):
-            The audio vector used at the `[CLS]` position. `"input"` keeps the input's row, which is zero in
-            every released data file, so the prediction (read at `[CLS]`) cannot depend on the audio: that is
-            the original model. `"mean"` puts the mean of the audio rows of the real tokens there, so the
-            `[CLS]` row of the multimodal attention, and with it the prediction, sees the audio.
         audio_feature_source (`str`, *optional*):
             Where the training audio vectors came from: `"extractor"` (the saved `CMBertFeatureExtractor`, which
             then turns raw audio into them), `"covarep"` (the MOSI/MOSEI releases), `"synthetic"`, `"none"` when the
@@ -54,69 +89,123 @@ class CMBertConfig(BertConfig):
             (folders saved before this field: they take precomputed `audio_features` only).
         audio_feature_names (`list[str]`, *optional*):
             The names of those vectors' columns (the extractor's `features`), when known.
+        fusion_dim, fusion_attention_dropout, fusion_hidden_dropout, fusion_layer_norm_eps, head_dropout,
+        text_scaling, audio_scaling, cls_audio:
+            The fusion settings: their types, defaults and help are declared on the fields below
+            (`CMBertConfig.fusion_settings()` lists them).
 
     Example:
 
     ```python
+    >>> from transformers import RobertaConfig
     >>> from cmbert_hf import CMBertConfig, CMBertForSequenceClassification
 
-    >>> config = CMBertConfig()  # bert-base-uncased sized, regression head (num_labels=1)
+    >>> config = CMBertConfig()  # bert-base-uncased encoder, regression head (num_labels=1)
     >>> original = CMBertConfig.original()  # the authors' code, audio-blind
+    >>> roberta = CMBertConfig(text_config=RobertaConfig(), fusion_dim=40)
     >>> model = CMBertForSequenceClassification(config)
     ```"""
 
     model_type = "cmbert"
+    sub_configs_defaults = {"text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
 
-    audio_feature_size: int = 5
-    fusion_dim: int = 30
-    fusion_attention_dropout: float = 0.3
-    text_scaling: str = "sample"
-    audio_scaling: str = "sample"
-    cls_audio: str = "mean"
-    audio_feature_source: str | None = None
-    audio_feature_names: list[str] | None = None
+    text_config: dict | PreTrainedConfig | None = None
+    audio_feature_size: int = field(
+        default=5, metadata={"help": "Width of one acoustic vector (set from the data).", "validator": _positive_int}
+    )
+    audio_feature_source: Literal["extractor", "covarep", "synthetic", "none"] | None = field(
+        default=None, metadata={"help": "Where the training audio vectors came from (set by train.py)."}
+    )
+    audio_feature_names: list[str] | None = field(
+        default=None, metadata={"help": "The names of the audio vectors' columns, when known (set by train.py)."}
+    )
+    fusion_dim: int = fusion_setting(30, "Size of the bias-free text and audio projections.", _positive_int)
+    fusion_attention_dropout: float = fusion_setting(
+        0.3, "Dropout on the multimodal attention weights `W_m`.", _probability
+    )
+    fusion_hidden_dropout: float = fusion_setting(
+        0.1, "Dropout on the fusion layer's dense output (BERT's hidden dropout in the original).", _probability
+    )
+    fusion_layer_norm_eps: float = fusion_setting(
+        1e-12, "Epsilon of the fusion layer's LayerNorm (BERT's in the original).", _positive_float
+    )
+    head_dropout: float = fusion_setting(0.1, "Dropout before the classification head.", _probability)
+    text_scaling: Literal["batch", "sample", "none"] = fusion_setting(
+        "sample",
+        "Division of the projected text by the square root of its detached Frobenius norm: `batch` over the whole "
+        "padded batch (the original; results depend on the other samples), `sample` per sample over its real "
+        "tokens, `none` not at all.",
+        original="batch",
+    )
+    audio_scaling: Literal["batch", "sample", "none"] = fusion_setting(
+        "sample", "The same for the projected audio; the paper scales it, the original code does not (`none`).",
+        original="none",
+    )
+    cls_audio: Literal["input", "mean"] = fusion_setting(
+        "mean",
+        "Audio vector at the first position, the one the head reads: `input` keeps the input's row (zero in every "
+        "released data file, so the prediction cannot see the audio: the original model); `mean` puts the mean "
+        "audio row of the word-pieces there, so the audio reaches the prediction.",
+        original="input",
+    )
 
     def __post_init__(self, **kwargs):
-        # Sentiment is a score in [-3, 3]: regression unless the caller asks for classes.
+        # Without `text_config`, BERT fields given beside the fusion settings are the flat layout's encoder.
+        # (With it, such names are plain attributes: the Trainer sets `use_cache` on any model's config.)
+        legacy = {key: kwargs.pop(key) for key in list(kwargs) if key in _LEGACY_BERT_KEYS and self.text_config is None}
+        if legacy:
+            self._adopt_legacy_bert_fields(legacy)
+        # Sentiment is a score in LABEL_RANGE: regression unless the caller asks for classes.
         if self.id2label is None and kwargs.get("num_labels") is None:
             kwargs["num_labels"] = 1
         super().__post_init__(**kwargs)
-        self._check_fusion_fields()
 
-    def _check_fusion_fields(self):
-        for name, allowed in (
-            ("text_scaling", SCALING_MODES),
-            ("audio_scaling", SCALING_MODES),
-            ("cls_audio", CLS_AUDIO_MODES),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}.")
-        if self.audio_feature_source not in AUDIO_FEATURE_SOURCES:
+    def _adopt_legacy_bert_fields(self, legacy: dict) -> None:
+        """A flat BertConfig layout: its BERT fields become `text_config`, and the fusion layer keeps the numbers it
+        took from them (BERT's hidden dropout, LayerNorm epsilon and classifier dropout) where they are given."""
+        self.text_config = BertConfig(**legacy)
+        if "hidden_dropout_prob" in legacy:
+            self.fusion_hidden_dropout = self.head_dropout = legacy["hidden_dropout_prob"]
+        if legacy.get("classifier_dropout") is not None:
+            self.head_dropout = legacy["classifier_dropout"]
+        if "layer_norm_eps" in legacy:
+            self.fusion_layer_norm_eps = legacy["layer_norm_eps"]
+
+    def validate_text_config(self):
+        """The fusion layer reads `hidden_size` wide hidden states from an encoder that `AutoModel` can build."""
+        from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+        if type(self.text_config) not in MODEL_MAPPING:
             raise ValueError(
-                f"`audio_feature_source` must be one of {AUDIO_FEATURE_SOURCES}, got {self.audio_feature_source!r}."
+                f"`text_config` has model type {self.text_config.model_type!r}, which has no `AutoModel` class: "
+                "expected an encoder config such as bert, roberta, deberta-v2, xlm-roberta, modernbert or electra."
             )
-        for name in ("audio_feature_size", "fusion_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        if not 0.0 <= self.fusion_attention_dropout < 1.0:
+        hidden_size = getattr(self.text_config, "hidden_size", None)
+        if isinstance(hidden_size, bool) or not isinstance(hidden_size, int) or hidden_size < 1:
             raise ValueError(
-                f"`fusion_attention_dropout` must be in [0, 1), got {self.fusion_attention_dropout!r}."
+                f"`text_config.hidden_size` must be a positive integer (the width the fusion layer reads), got "
+                f"{hidden_size!r} for model type {self.text_config.model_type!r}."
             )
+
+    @property
+    def hidden_size(self) -> int:
+        """The encoder's width: the size of the fused sequence."""
+        return self.text_config.hidden_size
+
+    @classmethod
+    def fusion_settings(cls) -> tuple:
+        """The dataclass fields of the fusion settings: what `train.py` exposes and the model card reports."""
+        return tuple(f for f in fields(cls) if f.metadata.get("fusion_setting"))
 
     @classmethod
     def original(cls, **kwargs) -> "CMBertConfig":
         """The authors' code: whole-batch text scaling, unscaled audio, the input's zero `[CLS]` audio row."""
-        kwargs = {**ORIGINAL_FUSION, **kwargs}
-        return cls(**kwargs)
+        return cls(**{**cls.original_fusion(), **kwargs})
 
     @classmethod
-    def from_bert_config(cls, bert_config: BertConfig, **fusion_kwargs) -> "CMBertConfig":
-        """Builds a CM-BERT config around any BERT config (`bert-base-uncased`, MiniLM, a tiny random one)."""
-        encoder = bert_config.to_dict()
-        for key in ("model_type", "architectures", "auto_map", "transformers_version", "id2label", "label2id"):
-            encoder.pop(key, None)
-        return cls(**{**encoder, **fusion_kwargs})
+    def original_fusion(cls) -> dict:
+        """The fusion settings whose value in the authors' code differs from the default."""
+        return {f.name: f.metadata["original"] for f in cls.fusion_settings() if "original" in f.metadata}
 
 
-__all__ = ["CMBertConfig"]
+__all__ = ["AUDIO_FEATURE_SOURCES", "CMBertConfig", "LABEL7_NAMES", "LABEL_RANGE", "MAX_LENGTH", "fusion_setting", "sentiment_class"]

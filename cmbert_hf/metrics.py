@@ -14,6 +14,8 @@ model card all go through `sentiment_metrics`, so they agree.
 import numpy as np
 from sklearn.metrics import f1_score
 
+from .configuration_cmbert import sentiment_class
+
 
 def _binary(pred_pos: np.ndarray, true_pos: np.ndarray, swap_f1: bool = False) -> tuple[float, float]:
     if pred_pos.size == 0:  # `non0` of a subset whose labels are all 0: nothing to score
@@ -33,7 +35,7 @@ def sentiment_metrics(predictions, labels) -> dict[str, float]:
         if not np.isfinite(values).all():
             raise ValueError(f"{name} hold NaN or inf at index {int(np.flatnonzero(~np.isfinite(values))[0])}.")
     # np.round rounds halves to even, as the original scoring code (numpy) did: 2.5 -> 2, -0.5 -> -0.
-    acc7 = float(np.mean(np.round(np.clip(p, -3, 3)) == np.round(np.clip(y, -3, 3))) * 100)
+    acc7 = float(np.mean(sentiment_class(p) == sentiment_class(y)) * 100)
     corr = float(np.corrcoef(p, y)[0, 1]) if p.std() > 0 and y.std() > 0 else float("nan")
     metrics = {"mae": float(np.mean(np.abs(p - y))), "corr": corr, "acc7": acc7}
     metrics["acc2_has0"], metrics["f1_has0"] = _binary(p >= 0, y >= 0)

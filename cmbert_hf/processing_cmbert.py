@@ -1,9 +1,10 @@
-"""CM-BERT processor: the BERT tokenizer plus word-to-word-piece alignment of acoustic features.
+"""CM-BERT processor: the text encoder's tokenizer plus word-to-word-piece alignment of acoustic features.
 
 CMU-MOSI's acoustic features are one vector per *word*; BERT positions are *word-pieces*. The original
 code fed the word vectors position by position, so audio drifted from text after the first split word.
-Here each word's vector is repeated over all its pieces and `[CLS]`, `[SEP]` and padding get zero rows
-(spec, "Inputs"). Features already aligned to BERT positions (`audio_level="token"`) are taken as they are.
+Here each word's vector is repeated over all its pieces and the special tokens at both ends (`[CLS]` ... `[SEP]`,
+`<s>` ... `</s>`) and padding get zero rows (spec, "Inputs"). Features already aligned to the model's positions
+(`audio_level="token"`) are taken as they are.
 
 Raw audio goes through the feature extractor on one path for training and inference: a data set is featurised by
 `Dataset.map` steps (`extract_word_features`, then `normalize_word_features` with statistics fitted on the train
@@ -20,7 +21,7 @@ import numpy as np
 from transformers import BatchEncoding, ProcessorMixin
 from transformers.utils import logging
 
-from .configuration_cmbert import AUDIO_FEATURE_SOURCES
+from .configuration_cmbert import AUDIO_FEATURE_SOURCES, MAX_LENGTH
 
 
 logger = logging.get_logger(__name__)
@@ -30,12 +31,12 @@ AUDIO_LEVELS = ("word", "token")
 
 class CMBertProcessor(ProcessorMixin):
     r"""
-    Pairs a BERT tokenizer with a [`CMBertFeatureExtractor`].
+    Pairs the text encoder's tokenizer (any family's fast tokenizer) with a [`CMBertFeatureExtractor`].
 
     Args:
         feature_extractor ([`CMBertFeatureExtractor`]):
             Turns a waveform and word timings into one acoustic vector per word.
-        tokenizer ([`BertTokenizerFast`]):
+        tokenizer ([`PreTrainedTokenizerFast`]):
             A fast tokenizer (word alignment needs `word_ids()`).
         audio_feature_size (`int`, *optional*):
             Width of the acoustic vectors, the model's `audio_feature_size`. Defaults to the feature extractor's
@@ -60,6 +61,11 @@ class CMBertProcessor(ProcessorMixin):
     ):
         if audio_feature_source not in AUDIO_FEATURE_SOURCES:
             raise ValueError(f"`audio_feature_source` must be one of {AUDIO_FEATURE_SOURCES}, got {audio_feature_source!r}.")
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError(
+                f"CMBertProcessor needs a fast tokenizer (aligning audio to word-pieces uses `word_ids()`), got "
+                f"{type(tokenizer).__name__}: load it with `AutoTokenizer.from_pretrained(..., use_fast=True)`."
+            )
         self.audio_feature_size = audio_feature_size or feature_extractor.feature_size
         self.audio_feature_source = audio_feature_source
         if audio_feature_names is None and audio_feature_source == "extractor":
@@ -81,7 +87,7 @@ class CMBertProcessor(ProcessorMixin):
         word_timings=None,
         audio_level: str = "word",
         is_split_into_words: bool = False,
-        max_length: int | None = 50,
+        max_length: int | None = MAX_LENGTH,
         padding=False,
         truncation: bool = True,
         return_tensors=None,
@@ -133,6 +139,8 @@ class CMBertProcessor(ProcessorMixin):
             truncation=truncation,
             padding=padding,
         )
+        for index in range(len(words)):
+            _check_framing(encoding, index)
         if audio_features is not None:
             if len(audio_features) != len(words):
                 raise ValueError(f"got {len(words)} texts but {len(audio_features)} audio feature arrays.")
@@ -340,6 +348,18 @@ def _source_hash(extractor) -> str:
         if (folder / name).is_file():
             digest.update((folder / name).read_bytes())
     return digest.hexdigest()
+
+
+def _check_framing(encoding, index: int) -> None:
+    """The first and the last real token are special tokens (`[CLS]` ... `[SEP]`, `<s>` ... `</s>`), padding on the
+    right: the model's `cls_audio="mean"` leaves exactly those two positions out of the utterance's mean."""
+    word_ids = encoding.word_ids(index)
+    last = sum(encoding["attention_mask"][index]) - 1
+    if word_ids[0] is not None or word_ids[last] is not None:
+        raise ValueError(
+            f"sample {index}: the tokenizer must frame each sequence with special tokens at both ends and pad on the "
+            f"right (word ids {word_ids}); check `add_special_tokens` and `padding_side`."
+        )
 
 
 def _is_batched(text, is_split_into_words: bool) -> bool:

@@ -10,6 +10,7 @@ import numpy as np
 # A bare Figure, not pyplot: no display backend or global figure list is touched, and `savefig` renders with Agg.
 from matplotlib.figure import Figure
 
+from .configuration_cmbert import MAX_LENGTH
 from .pipeline_cmbert import CMBertSentimentPipeline
 
 
@@ -60,7 +61,7 @@ def plot_attention(
     audio=None,
     sampling_rate: int | None = None,
     word_timings=None,
-    max_length: int = 50,
+    max_length: int = MAX_LENGTH,
     figsize: tuple[float, float] | None = None,
     dpi: int = 100,
 ) -> Figure:

@@ -19,18 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
-import numpy as np
 import pyarrow as pa
 from datasets.exceptions import ManualDownloadError
+
+from cmbert_hf.configuration_cmbert import LABEL7_NAMES, sentiment_class
 
 from dataset_script import recordings, sources
 from dataset_script.sources import SPLITS, TSV_SPLITS, MissingSourceError, SplitRows, find_source
 from dataset_script.synthetic import generate_split
 
 TEXT_URL = "https://raw.githubusercontent.com/thuiar/Cross-Modal-BERT/master/data/text/{}.tsv"
-LABEL7_NAMES = [
-    "strongly negative", "negative", "weakly negative", "neutral", "weakly positive", "positive", "strongly positive",
-]  # fmt: skip
 
 DESCRIPTION = """\
 CMU-MOSI (2199 opinion utterances from 93 YouTube videos, sentiment in [-3, 3]; standard split
@@ -70,11 +68,6 @@ CITATION = """\
   doi={10.1145/3394171.3413690}
 }
 """
-
-
-def label7(label: float) -> int:
-    """The 7-class label: round(clip(label, -3, 3)) + 3, numpy rounding (halves to even)."""
-    return int(np.round(np.clip(label, -3.0, 3.0))) + 3
 
 
 @dataclass
@@ -174,7 +167,7 @@ class Mosi(datasets.GeneratorBasedBuilder):
             "video_id": datasets.Value("string"),
             "text": datasets.Value("string"),
             "label": datasets.Value("float32"),
-            "label7": datasets.ClassLabel(names=LABEL7_NAMES),
+            "label7": datasets.ClassLabel(names=list(LABEL7_NAMES)),
             "audio": vectors,
             "audio_level": datasets.Value("string"),
         }
@@ -203,7 +196,7 @@ class Mosi(datasets.GeneratorBasedBuilder):
                 "video_id": rows.video_ids[i],
                 "text": rows.texts[i],
                 "label": label,
-                "label7": label7(label),
+                "label7": int(sentiment_class(label)),
                 "audio": rows.audio[i] if rows.audio is not None else [],
                 "audio_level": level,
             }
@@ -323,7 +316,7 @@ class MosiRecordings(datasets.ArrowBasedBuilder):
                 "video_id": datasets.Value("string"),
                 "text": datasets.Value("string"),
                 "label": datasets.Value("float32"),
-                "label7": datasets.ClassLabel(names=LABEL7_NAMES),
+                "label7": datasets.ClassLabel(names=list(LABEL7_NAMES)),
                 "audio": datasets.Audio(sampling_rate=recordings.SAMPLING_RATE, num_channels=1),
                 "audio_level": datasets.Value("string"),
                 "word_timings": _timings_feature(),
@@ -360,7 +353,7 @@ class MosiRecordings(datasets.ArrowBasedBuilder):
         features = self.info.features
         names = ("id", "video_id", "text", "label", "audio", "word_timings", "true_timings")
         columns = {name: [row[name] for row in rows] for name in names}
-        columns["label7"] = [label7(label) for label in columns["label"]]
+        columns["label7"] = [int(sentiment_class(label)) for label in columns["label"]]
         columns["audio_level"] = [self.config.audio_level] * len(rows)
         # The audio column gets its storage type ({bytes, path}) here; the rest are cast by datasets' writer.
         table = pa.table(

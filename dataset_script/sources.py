@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from cmbert_hf.configuration_cmbert import LABEL_RANGE
 from dataset_script.safe_pickle import UnsafePickleError, safe_load
 
 SPLITS = ("train", "validation", "test")
 TSV_SPLITS = {"train": "train", "validation": "dev", "test": "test"}
 MMSA_SPLITS = {"train": "train", "validation": "valid", "test": "test"}
-LABEL_RANGE = (-3.0, 3.0)
 # Token-level features (the CM-BERT pickle, MMSA's aligned_50) have one row per word-piece position of 50.
 TOKEN_STEPS = 50
 

@@ -25,6 +25,7 @@ Both bounds are checked in tests/test_dataset_synthetic.py.
 
 import numpy as np
 
+from cmbert_hf.configuration_cmbert import LABEL_RANGE
 from dataset_script.sources import SPLITS, SplitRows
 
 POLARITY = {
@@ -42,7 +43,7 @@ NOISE = 0.1  # standard deviation of the label noise and of the audio noise
 
 def text_polarity(text: str) -> int:
     """The label of a plain utterance, noise aside: summed word polarities clipped to [-3, 3]."""
-    return int(np.clip(sum(POLARITY.get(word, 0) for word in text.split()), -3, 3))
+    return int(np.clip(sum(POLARITY.get(word, 0) for word in text.split()), *LABEL_RANGE))
 
 
 def _sentiment_words(rng: np.random.Generator, cross_modal: bool) -> list[str]:
@@ -83,7 +84,7 @@ def generate_split(split: str, num_rows: int, seed: int, cross_modal_fraction: f
             polarity = POLARITY[words[stressed]]
         else:
             polarity = text_polarity(" ".join(words))
-        labels.append(np.clip(polarity + rng.normal(0.0, NOISE), -3.0, 3.0))
+        labels.append(np.clip(polarity + rng.normal(0.0, NOISE), *LABEL_RANGE))
         texts.append(" ".join(words))
         audio.append(features.astype(np.float32))
     return SplitRows(

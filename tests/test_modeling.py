@@ -1,23 +1,34 @@
 """CMBertConfig and the CM-BERT models: shapes, loading, faithfulness to the original, audio reach."""
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from huggingface_hub.errors import StrictDataclassError
+from safetensors.torch import load_file, save_file
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoModel, AutoModelForSequenceClassification, BertConfig, BertModel
 
 from cmbert_hf import CMBertConfig, CMBertForSequenceClassification, CMBertModel
 from helpers import TINY
 
+# A tiny CM-BERT folder saved by the version before `text_config` (flat BertConfig fields, weights `bert.*`,
+# `fusion.*`, `classifier.*`), with its inputs and the logits that version computed (expected.json).
+FLAT_LAYOUT = Path(__file__).parent / "fixtures" / "cmbert_flat_bert_layout"
 
 
 def tiny_config(**kwargs) -> CMBertConfig:
-    return CMBertConfig(**{**TINY, **kwargs})
+    return CMBertConfig(text_config=BertConfig(**TINY), **kwargs)
+
+
+def original_config() -> CMBertConfig:
+    return CMBertConfig.original(text_config=BertConfig(**TINY))
 
 
 def make_batch(batch=4, length=9, seed=0, audio_width=5):
@@ -44,9 +55,11 @@ def model_for(config, seed=0):
 def test_config_defaults_are_batch_independent_and_regression():
     config = CMBertConfig()
     assert (config.audio_feature_size, config.fusion_dim, config.fusion_attention_dropout) == (5, 30, 0.3)
+    assert (config.fusion_hidden_dropout, config.fusion_layer_norm_eps, config.head_dropout) == (0.1, 1e-12, 0.1)
     assert (config.text_scaling, config.audio_scaling, config.cls_audio) == ("sample", "sample", "mean")
     assert config.num_labels == 1 and config.model_type == "cmbert"
-    original = CMBertConfig.original(**TINY)
+    assert config.text_config.model_type == "bert" and config.hidden_size == 768  # bert-base-uncased
+    original = original_config()
     assert (original.text_scaling, original.audio_scaling, original.cls_audio) == ("batch", "none", "input")
     assert original.hidden_size == 32
 
@@ -54,27 +67,41 @@ def test_config_defaults_are_batch_independent_and_regression():
 @pytest.mark.parametrize(
     "field, value, message",
     [
-        ("text_scaling", "global", "`text_scaling` must be one of ('batch', 'sample', 'none')"),
-        ("audio_scaling", None, "`audio_scaling` must be one of"),
-        ("cls_audio", "zero", "`cls_audio` must be one of ('input', 'mean')"),
-        ("fusion_dim", 0, "`fusion_dim` must be a positive integer"),
-        ("audio_feature_size", 2.5, "`audio_feature_size` must be a positive integer"),
-        ("fusion_attention_dropout", 1.0, "`fusion_attention_dropout` must be in [0, 1)"),
+        ("text_scaling", "global", "'text_scaling' expected one of ('batch', 'sample', 'none'), got global"),
+        ("audio_scaling", None, "'audio_scaling' expected one of"),
+        ("cls_audio", "zero", "'cls_audio' expected one of ('input', 'mean'), got zero"),
+        ("fusion_dim", 0, "'fusion_dim':\n    ValueError: must be a positive integer, got 0"),
+        ("audio_feature_size", 2.5, "Field 'audio_feature_size' expected int, got float"),
+        ("fusion_attention_dropout", 1.0, "must be a dropout probability in [0, 1), got 1.0"),
+        ("fusion_layer_norm_eps", 0.0, "'fusion_layer_norm_eps':\n    ValueError: must be a positive number"),
     ],
 )
-def test_config_rejects_bad_values(field, value, message):
-    with pytest.raises(ValueError) as error:
+def test_config_rejects_bad_values_at_init_and_on_assignment(field, value, message):
+    with pytest.raises(StrictDataclassError) as error:
         CMBertConfig(**{field: value})
+    assert message in str(error.value)
+    # `from_pretrained(..., key=value)` assigns after init: the same check applies.
+    config = tiny_config()
+    with pytest.raises(StrictDataclassError) as error:
+        setattr(config, field, value)
     assert message in str(error.value)
 
 
-def test_config_from_bert_config_and_round_trip(tmp_path):
-    bert = BertConfig(**TINY)
-    config = CMBertConfig.from_bert_config(bert, audio_feature_size=74, num_labels=7)
+def test_config_nested_round_trip_and_flat_layout(tmp_path):
+    config = CMBertConfig(text_config=BertConfig(**TINY), audio_feature_size=74, num_labels=7, fusion_dim=12)
     assert config.hidden_size == 32 and config.audio_feature_size == 74 and config.num_labels == 7
     config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["text_config"]["model_type"] == "bert" and "hidden_size" not in saved
     again = CMBertConfig.from_pretrained(tmp_path)
     assert again.to_dict() == config.to_dict()
+    # The flat layout: BERT fields beside the fusion settings become `text_config`, fusion numbers taken from them.
+    flat = CMBertConfig(**TINY, hidden_dropout_prob=0.2, layer_norm_eps=1e-5, fusion_dim=12)
+    assert flat.text_config.to_dict() == BertConfig(**TINY, hidden_dropout_prob=0.2, layer_norm_eps=1e-5).to_dict()
+    assert (flat.fusion_hidden_dropout, flat.head_dropout, flat.fusion_layer_norm_eps) == (0.2, 0.2, 1e-5)
+    # Beside a `text_config` they are not the encoder's: the Trainer writes `use_cache` into every saved config.
+    nested = CMBertConfig(text_config=BertConfig(**TINY), use_cache=False)
+    assert nested.text_config.to_dict() == BertConfig(**TINY).to_dict()
 
 
 # --- outputs ----------------------------------------------------------------------------------
@@ -100,7 +127,7 @@ def test_outputs_shapes_and_loss_only_with_labels():
     torch.testing.assert_close(hidden.pooler_output, hidden.last_hidden_state[:, 0])
 
 
-@pytest.mark.parametrize("config", [tiny_config(), CMBertConfig.original(**TINY)], ids=["default", "original"])
+@pytest.mark.parametrize("config", [tiny_config(), original_config()], ids=["default", "original"])
 def test_cls_only_fusion_equals_the_full_sequence_row_0(config):
     model = model_for(config)
     input_ids, attention_mask, audio = make_batch()
@@ -142,7 +169,7 @@ class _FailOnHostSync(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("config", [tiny_config(), CMBertConfig.original(**TINY)], ids=["default", "original"])
+@pytest.mark.parametrize("config", [tiny_config(), original_config()], ids=["default", "original"])
 def test_forward_and_backward_have_no_host_sync(config):
     model = model_for(config).train()
     input_ids, attention_mask, audio = make_batch()
@@ -215,6 +242,47 @@ def test_loads_the_offline_minilm_checkpoint(minilm_path):
     assert model.config.hidden_size == 384
 
 
+def test_folder_of_the_flat_bert_layout_loads_with_the_same_weights_and_outputs():
+    model, info = CMBertForSequenceClassification.from_pretrained(FLAT_LAYOUT, output_loading_info=True)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+    saved = load_file(FLAT_LAYOUT / "model.safetensors")
+    state = model.state_dict()
+    assert state.keys() == saved.keys()
+    for key, value in saved.items():
+        assert torch.equal(state[key], value), key
+    config = model.config
+    assert (config.text_config.model_type, config.hidden_size, config.fusion_dim) == ("bert", 16, 6)
+    # The fusion layer keeps the numbers it took from the flat BERT fields.
+    assert (config.fusion_hidden_dropout, config.head_dropout, config.fusion_layer_norm_eps) == (0.15, 0.15, 1e-7)
+    expected = json.loads((FLAT_LAYOUT / "expected.json").read_text())
+    with torch.no_grad():
+        logits = model(
+            torch.tensor(expected["input_ids"]),
+            torch.tensor(expected["attention_mask"]),
+            audio_features=torch.tensor(expected["audio_features"]),
+        ).logits
+    torch.testing.assert_close(logits, torch.tensor(expected["logits"]), rtol=0, atol=1e-6)
+
+
+def test_saved_model_without_its_fusion_weights_is_an_error(tmp_path):
+    shutil.copytree(FLAT_LAYOUT, tmp_path, dirs_exist_ok=True)
+    weights = load_file(tmp_path / "model.safetensors")
+    body_only = {k: v for k, v in weights.items() if not k.startswith(("fusion.", "classifier."))}
+    save_file(body_only, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"is a saved CM-BERT model but lacks the weights \['classifier.bias'"):
+        CMBertForSequenceClassification.from_pretrained(tmp_path)
+
+
+def test_text_config_disagreeing_with_the_saved_fusion_layer_is_an_error(tmp_path):
+    model_for(tiny_config()).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["text_config"].update(hidden_size=16, num_attention_heads=2)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    message = r"saved weight fusion\.[\w.]+ has shape \(32,.*asks for \(16,.*`text_config.hidden_size` \(16\)"
+    with pytest.raises(ValueError, match=message):
+        CMBertForSequenceClassification.from_pretrained(tmp_path)
+
+
 # --- remote code ------------------------------------------------------------------------------
 
 REMOTE_LOAD = textwrap.dedent(
@@ -230,7 +298,8 @@ REMOTE_LOAD = textwrap.dedent(
     head = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
     body = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
     with torch.no_grad():
-        torch.save({"logits": head(**inputs).logits, "hidden": body(**inputs).last_hidden_state}, out_path)
+        torch.save({"state": head.state_dict(), "logits": head(**inputs).logits,
+                    "hidden": body(**inputs).last_hidden_state}, out_path)
     """
 )
 
@@ -257,11 +326,15 @@ def test_saved_folder_loads_as_remote_code_in_a_fresh_process(tmp_path):
         timeout=300,
     )
     remote = torch.load(tmp_path / "out.pt")
+    # Weights are the same bits; float results may differ in the last place between processes.
+    assert remote["state"].keys() == model.state_dict().keys()
+    for key, value in model.state_dict().items():
+        assert torch.equal(remote["state"][key], value), key
     with torch.no_grad():
-        assert torch.equal(remote["logits"], model(**inputs).logits)
+        torch.testing.assert_close(remote["logits"], model(**inputs).logits, rtol=0, atol=1e-6)
         body = CMBertModel(model.config).eval()
         body.load_state_dict(model.state_dict(), strict=False)
-        assert torch.equal(remote["hidden"], body(**inputs).last_hidden_state)
+        torch.testing.assert_close(remote["hidden"], body(**inputs).last_hidden_state, rtol=0, atol=1e-6)
 
 
 def test_auto_classes_work_in_process(tmp_path):
@@ -293,7 +366,7 @@ def original_forward(model: CMBertForSequenceClassification, input_ids, attentio
 
 
 def test_original_setting_matches_an_independent_implementation():
-    model = model_for(CMBertConfig.original(**TINY))
+    model = model_for(original_config())
     input_ids, attention_mask, audio = make_batch(batch=5, length=11)
     expected_logits, expected_y = original_forward(model, input_ids, attention_mask, audio)
     out = model(input_ids, attention_mask, audio_features=audio)
@@ -317,7 +390,7 @@ def test_default_prediction_does_not_depend_on_the_rest_of_the_batch():
     torch.testing.assert_close(model(ids, mask, audio_features=aud).logits[:1], alone, rtol=0, atol=1e-5)
 
     # The original's whole-batch norm makes the same comparison fail: the documented reason for the default.
-    original = model_for(CMBertConfig.original(**TINY))
+    original = model_for(original_config())
     alone = original(input_ids[:1], attention_mask[:1], audio_features=audio[:1]).logits
     assert not torch.allclose(original(ids, mask, audio_features=aud).logits[:1], alone, atol=1e-5)
 
@@ -333,7 +406,7 @@ def _fusion_and_head_grads(model, input_ids, attention_mask, audio):
 
 
 def test_original_setting_is_audio_blind():
-    model = model_for(CMBertConfig.original(**TINY))
+    model = model_for(original_config())
     input_ids, attention_mask, audio = make_batch()
     with_audio = model(input_ids, attention_mask, audio_features=audio).logits
     other_audio = model(input_ids, attention_mask, audio_features=audio * 5 + 1 * (audio != 0)).logits
