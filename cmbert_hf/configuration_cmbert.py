@@ -27,8 +27,8 @@ LABEL7_NAMES = (
 )  # fmt: skip
 MAX_LENGTH = 50  # word-piece truncation length of the original recipe
 # Where the audio vectors a model was trained on came from: "none" for a model trained without audio (text only);
-# None where it was not recorded (folders saved before it was), which accept precomputed vectors only.
-AUDIO_FEATURE_SOURCES = ("extractor", "covarep", "synthetic", "none", None)
+# None (not one of these) where it was not recorded (folders saved before it was): they take precomputed vectors.
+AUDIO_FEATURE_SOURCES = ("extractor", "covarep", "synthetic", "none")
 
 
 def sentiment_class(score):
@@ -113,7 +113,7 @@ class CMBertConfig(PreTrainedConfig):
     audio_feature_size: int = field(
         default=5, metadata={"help": "Width of one acoustic vector (set from the data).", "validator": _positive_int}
     )
-    audio_feature_source: Literal["extractor", "covarep", "synthetic", "none"] | None = field(
+    audio_feature_source: Literal[AUDIO_FEATURE_SOURCES] | None = field(
         default=None, metadata={"help": "Where the training audio vectors came from (set by train.py)."}
     )
     audio_feature_names: list[str] | None = field(

@@ -59,8 +59,10 @@ class CMBertProcessor(ProcessorMixin):
         audio_feature_source: str | None = "extractor",
         audio_feature_names: list[str] | None = None,
     ):
-        if audio_feature_source not in AUDIO_FEATURE_SOURCES:
-            raise ValueError(f"`audio_feature_source` must be one of {AUDIO_FEATURE_SOURCES}, got {audio_feature_source!r}.")
+        if audio_feature_source not in (*AUDIO_FEATURE_SOURCES, None):
+            raise ValueError(
+                f"`audio_feature_source` must be one of {AUDIO_FEATURE_SOURCES} or None, got {audio_feature_source!r}."
+            )
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError(
                 f"CMBertProcessor needs a fast tokenizer (aligning audio to word-pieces uses `word_ids()`), got "

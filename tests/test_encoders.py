@@ -120,11 +120,14 @@ def families():
     return built
 
 
+AUDIO = CMBertConfig().audio_feature_size  # the models' default width, not the feature extractor's
+
+
 def _batch(tokenizer, seed=0):
     rng = np.random.default_rng(seed)
     texts = ["i loved the soundtrack", "honestly an unbelievably wonderful film to recommend", "boring"]
-    processor = CMBertProcessor(CMBertFeatureExtractor(), tokenizer)
-    features = [rng.normal(size=(len(t.split()), 5)).astype(np.float32) for t in texts]
+    processor = CMBertProcessor(CMBertFeatureExtractor(), tokenizer, audio_feature_size=AUDIO)
+    features = [rng.normal(size=(len(t.split()), AUDIO)).astype(np.float32) for t in texts]
     return processor(text=texts, audio_features=features, padding=True, return_tensors="pt")
 
 
@@ -186,8 +189,9 @@ def _independent_alignment(tokenizer, words, features):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_processor_aligns_audio_to_word_pieces(families, family):
     tokenizer, _ = families[family]
-    features = np.arange(1, len(WORDS) + 1, dtype=np.float32)[:, None].repeat(5, axis=1)
-    out = CMBertProcessor(CMBertFeatureExtractor(), tokenizer)(text=" ".join(WORDS), audio_features=features)
+    features = np.arange(1, len(WORDS) + 1, dtype=np.float32)[:, None].repeat(AUDIO, axis=1)
+    processor = CMBertProcessor(CMBertFeatureExtractor(), tokenizer, audio_feature_size=AUDIO)
+    out = processor(text=" ".join(WORDS), audio_features=features)
     aligned = np.asarray(out["audio_features"])
     assert len(out["input_ids"]) > len(WORDS) + 2  # some words are split into several pieces
     np.testing.assert_array_equal(aligned, _independent_alignment(tokenizer, WORDS, features))
