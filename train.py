@@ -24,6 +24,11 @@ Launch commands:
     # The batch size is per process: to keep the recipe's 24 on N processes, pass
     # --per_device_train_batch_size 24/N (as for the 2 CPU processes above), or accept a global batch of 24 N.
 
+    # hyperparameter search (Optuna, resumable), then the best trial over three seeds; the same on a Ray cluster
+    python train.py --config configs/tbert_mosi_minilm.yaml --search configs/search/mosi_minilm.yaml --seeds 1111 1112 1113
+    python train.py --config configs/tbert_mosi_minilm.yaml --search configs/search/mosi_minilm.yaml \\
+        --seeds 1111 1112 1113 --ray_address auto --ray_cpus_per_trial 4 --ray_gpus_per_trial 1
+
     # end on the Hub (HF_TOKEN or `hf auth login`)
     python train.py --config configs/demo.yaml --push_to_hub --hub_model_id you/cm-bert-demo
 
@@ -47,7 +52,7 @@ import yaml
 from transformers import AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from cmbert_hf import CMBertDataCollator, CMBertForSequenceClassification, CMBertProcessor, compute_metrics
+from cmbert_hf import CMBertDataCollator, CMBertForSequenceClassification, CMBertProcessor, compute_metrics, search
 from cmbert_hf.configuration_cmbert import ORIGINAL_FUSION
 from cmbert_hf.feature_extraction_cmbert import CMBertFeatureExtractor
 from cmbert_hf.hub import PushError, push_folder
@@ -58,6 +63,7 @@ from dataset_script import load_mosi
 logger = logging.getLogger("train")
 
 TEMPLATE = Path(__file__).resolve().parent / "model_card.md"
+SPLITS = ("train", "validation", "test")
 
 
 @dataclass
@@ -162,8 +168,8 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-def encode_splits(raw, data_args, processor, use_audio: bool):
-    """Turns each split into unpadded model inputs (the collator pads per batch)."""
+def encode_splits(raw, data_args, processor, use_audio: bool, names=SPLITS):
+    """Turns the splits `names` into unpadded model inputs (the collator pads per batch)."""
 
     def encode(batch):
         audio = {"audio_features": batch["audio"], "audio_level": batch["audio_level"][0]} if use_audio else {}
@@ -173,17 +179,17 @@ def encode_splits(raw, data_args, processor, use_audio: bool):
     limits = {"train": data_args.max_train_samples}
     limits["validation"] = limits["test"] = data_args.max_eval_samples
     splits = {}
-    for split, limit in limits.items():
+    for split in names:
+        limit = limits[split]
         dataset = raw[split] if limit is None else raw[split].select(range(min(limit, len(raw[split]))))
         splits[split] = dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc=f"encode {split}")
     return splits
 
 
-def run(model_args, data_args, training_args, callbacks=None) -> dict:
-    """One training run: train, evaluate on dev and test, save the Hub-ready folder. Returns the metrics."""
-    set_seed(training_args.seed)
-    model_path = resolve_model_path(model_args.model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+def prepare_data(model_args, data_args, training_args, names=SPLITS):
+    """The processor and the encoded splits `names` (a search leaves out the test split); and the width of the
+    data's audio features."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model_args.model_name_or_path))
     with training_args.main_process_first(desc="dataset preparation"):
         raw = load_mosi(data_args.dataset_config, data_dir=data_args.data_dir, cache_dir=data_args.dataset_cache_dir)
     first_audio = raw["train"][0]["audio"]
@@ -196,10 +202,14 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
     audio_width = len(first_audio[0]) if first_audio else feature_extractor.feature_size
     processor = CMBertProcessor(feature_extractor, tokenizer, audio_feature_size=audio_width)
     with training_args.main_process_first(desc="dataset encoding"):
-        splits = encode_splits(raw, data_args, processor, use_audio)
+        splits = encode_splits(raw, data_args, processor, use_audio, names)
+    return processor, splits, audio_width
 
+
+def build_model(model_args, audio_width: int) -> CMBertForSequenceClassification:
+    """The model to fine-tune, its frozen parts frozen. Its new weights are drawn from the current RNG state."""
     model = CMBertForSequenceClassification.from_pretrained(
-        model_path,
+        resolve_model_path(model_args.model_name_or_path),
         num_labels=1,
         audio_feature_size=audio_width,
         fusion_dim=model_args.fusion_dim,
@@ -210,23 +220,34 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
         attn_implementation=model_args.attn_implementation,
     )
     freeze(model, embeddings=model_args.freeze_embeddings, head=model_args.original, audio=model_args.text_only)
+    return model
 
+
+def build_trainer(model_args, data_args, training_args, processor, splits, trainer_class=CMBertTrainer, **kwargs):
+    """The recipe's Trainer on `splits`; `kwargs` give it `model` (or `model_init`) and `callbacks`."""
     collator = CMBertDataCollator(
-        pad_token_id=tokenizer.pad_token_id,
+        pad_token_id=processor.tokenizer.pad_token_id,
         pad_to_multiple_of=data_args.pad_to_multiple_of,
         max_length=data_args.max_length if data_args.pad_to_max_length else None,
     )
-    trainer = CMBertTrainer(
-        model=model,
+    return trainer_class(
         args=training_args,
         train_dataset=splits["train"],
         eval_dataset=splits["validation"],
         data_collator=collator,
         processing_class=processor,
         compute_metrics=compute_metrics,
-        callbacks=callbacks,
         fusion_learning_rate=model_args.fusion_learning_rate,
+        **kwargs,
     )
+
+
+def run(model_args, data_args, training_args, callbacks=None) -> dict:
+    """One training run: train, evaluate on dev and test, save the Hub-ready folder. Returns the metrics."""
+    set_seed(training_args.seed)
+    processor, splits, audio_width = prepare_data(model_args, data_args, training_args)
+    model = build_model(model_args, audio_width)
+    trainer = build_trainer(model_args, data_args, training_args, processor, splits, model=model, callbacks=callbacks)
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and os.path.isdir(training_args.output_dir):
         checkpoint = get_last_checkpoint(training_args.output_dir)
@@ -283,6 +304,7 @@ def summarize(per_seed: dict[int, dict]) -> dict:
 
 
 def main(argv: list[str] | None = None, callbacks=None) -> dict:
+    search_args, argv = search.parse_search_args(sys.argv[1:] if argv is None else argv)
     model_args, data_args, training_args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     log_level = training_args.get_process_log_level()
@@ -304,6 +326,11 @@ def main(argv: list[str] | None = None, callbacks=None) -> dict:
     # The Trainer would push every checkpoint; the finished folder is pushed once, below.
     training_args.push_to_hub = False
 
+    if search_args.search or search_args.ray_address:
+        if push:
+            raise ValueError("--push_to_hub pushes one model: push a seed's folder with `cmbert push` afterwards.")
+        recipe = search.Recipe(prepare_data, build_model, build_trainer, run, write_seed_results)
+        return search.main(model_args, data_args, training_args, search_args, recipe, callbacks)
     if not training_args.seeds:
         metrics = run(model_args, data_args, training_args, callbacks)
         if push and training_args.process_index == 0:
@@ -317,12 +344,19 @@ def main(argv: list[str] | None = None, callbacks=None) -> dict:
     for seed in training_args.seeds:
         training_args.seed, training_args.output_dir = seed, os.path.join(root, f"seed-{seed}")
         per_seed[seed] = run(model_args, data_args, training_args, callbacks)
-    summary = summarize(per_seed)
     if training_args.process_index == 0:
-        Path(root, "results.json").write_text(json.dumps({"per_seed": per_seed, "test_mean_std": summary}, indent=2))
-        Path(root, "results.md").write_text(markdown_table(per_seed, summary))
-        print(markdown_table(per_seed, summary))
-    return {"per_seed": per_seed, "test_mean_std": summary}
+        return write_seed_results(root, per_seed)
+    return {"per_seed": per_seed, "test_mean_std": summarize(per_seed)}
+
+
+def write_seed_results(root, per_seed: dict[int, dict], **extra) -> dict:
+    """results.json (per seed, test mean and std, and `extra`) and results.md of a run over seeds."""
+    summary = summarize(per_seed)
+    results = {"per_seed": per_seed, "test_mean_std": summary, **extra}
+    Path(root, "results.json").write_text(json.dumps(results, indent=2, default=str))
+    Path(root, "results.md").write_text(markdown_table(per_seed, summary))
+    print(markdown_table(per_seed, summary))
+    return results
 
 
 def markdown_table(per_seed: dict[int, dict], summary: dict) -> str:
