@@ -329,8 +329,7 @@ def main(argv: list[str] | None = None, callbacks=None) -> dict:
     if search_args.search or search_args.ray_address:
         if push:
             raise ValueError("--push_to_hub pushes one model: push a seed's folder with `cmbert push` afterwards.")
-        recipe = search.Recipe(prepare_data, build_model, build_trainer, run, write_seed_results)
-        return search.main(model_args, data_args, training_args, search_args, recipe, callbacks)
+        return search.main(sys.modules[__name__], argv, model_args, data_args, training_args, search_args, callbacks)
     if not training_args.seeds:
         metrics = run(model_args, data_args, training_args, callbacks)
         if push and training_args.process_index == 0:

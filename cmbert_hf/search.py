@@ -40,6 +40,7 @@ trains exactly like a standalone run with the same arguments.
 import concurrent.futures
 import copy
 import dataclasses
+import importlib
 import logging
 import multiprocessing
 import os
@@ -85,17 +86,6 @@ def parse_search_args(argv: list[str]) -> tuple[SearchArguments, list[str]]:
     parser = HfArgumentParser(SearchArguments, add_help=False, allow_abbrev=False)
     search_args, rest = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
     return search_args, rest
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """The parts of train.py a search runs, handed over by train.py (the library does not import the script)."""
-
-    prepare_data: Callable  # (model_args, data_args, training_args, names) -> (processor, splits, audio_width)
-    build_model: Callable  # (model_args, audio_width) -> model
-    build_trainer: Callable  # (model_args, data_args, training_args, processor, splits, trainer_class, **kwargs)
-    run: Callable  # (model_args, data_args, training_args, callbacks) -> metrics
-    write_seed_results: Callable  # (root, per_seed, **extra) -> results
 
 
 # --- the search space --------------------------------------------------------------------------------------------
@@ -281,15 +271,15 @@ class SearchTrainer(CMBertTrainer):
         return metrics
 
 
-def build_search_trainer(model_args, data_args, training_args, space, recipe, callbacks=None) -> SearchTrainer:
+def build_search_trainer(model_args, data_args, training_args, space, script, callbacks=None) -> SearchTrainer:
     """The trials' Trainer on train and validation (the test split is not read), its checkpoints under
     `output_dir/search`."""
-    processor, splits, audio_width = recipe.prepare_data(model_args, data_args, training_args, ("train", "validation"))
+    processor, splits, audio_width = script.prepare_data(model_args, data_args, training_args, ("train", "validation"))
     args = copy.deepcopy(training_args)
     args.output_dir = os.path.join(training_args.output_dir, "search")
-    trainer = recipe.build_trainer(
+    trainer = script.build_trainer(
         model_args, data_args, args, processor, splits, trainer_class=SearchTrainer, space=space,
-        model_defaults=model_args, model_init=_ModelInit(recipe.build_model, audio_width), callbacks=callbacks,
+        model_defaults=model_args, model_init=_ModelInit(script.build_model, audio_width), callbacks=callbacks,
     )  # fmt: skip
     space.check_metric(trainer)
     return trainer
@@ -357,8 +347,10 @@ def optuna_search(trainer: SearchTrainer, space: SearchSpace, folder: str, seed:
 # --- Ray -----------------------------------------------------------------------------------------------------------
 
 
-def connect_ray(address: str) -> str:
-    """Joins (or for `local` starts) a Ray cluster; returns its address. An unreachable HOST:PORT fails in seconds."""
+def connect_ray(address: str, script) -> str:
+    """Joins (or for `local` starts) a Ray cluster; returns its address. An unreachable HOST:PORT fails in seconds.
+
+    Workers import `script` (train.py) by name from its folder, which must exist on every node."""
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -371,38 +363,53 @@ def connect_ray(address: str) -> str:
         except (OSError, ValueError) as error:
             raise ConnectionError(f"--ray_address {address}: no Ray cluster answers there ({error}). Start one with "
                                   "`ray start --head`, or pass --ray_address local.") from error
+    path = os.pathsep.join(p for p in (os.path.dirname(os.path.abspath(script.__file__)), os.environ.get("PYTHONPATH")) if p)
     try:
-        ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False)
+        ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": path}})  # fmt: skip
     except ConnectionError as error:
         raise ConnectionError(f"--ray_address {address}: {error}") from error
     return ray.get_runtime_context().gcs_address
 
 
-def _ship_by_value(*functions) -> None:
-    """Sends the script's functions (train.py is not installed on the nodes) to Ray by value."""
-    from ray import cloudpickle
+def _load_script(script_file: str, cwd: str, argv: list[str], params: dict, targets: dict):
+    """train.py imported by name in a fresh process or Ray worker (so that its argument classes pickle by reference,
+    as the Trainer's checkpoints need), in the driver's working directory, its arguments parsed from `argv` with
+    `params` applied."""
+    os.chdir(cwd)  # relative paths in the arguments mean what they meant to the driver
+    folder = os.path.dirname(script_file)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    script = importlib.import_module(Path(script_file).stem)
+    arguments = script.parse_args(argv)
+    apply_params(params, targets, *arguments)
+    return script, arguments
 
-    for module in {f.__module__ for f in functions} - {"__main__"} - set(cloudpickle.list_registry_pickle_by_value()):
-        if not module.startswith("cmbert_hf"):
-            cloudpickle.register_pickle_by_value(sys.modules[module])
 
-
-def ray_search(model_args, data_args, training_args, search_args, space, recipe, address, callbacks) -> list[dict]:
-    """The trials on Ray Tune, their Trainer built in this (fresh) process; returns every trial's record."""
+def ray_search(script_file, cwd, argv, search_args, address) -> list[dict]:
+    """The trials on Ray Tune, their Trainer built in this fresh process; returns every trial's record."""
+    from ray.tune import ExperimentAnalysis
     from ray.tune.search import BasicVariantGenerator
 
-    connect_ray(address)
-    _ship_by_value(recipe.build_model)
-    trainer = build_search_trainer(model_args, data_args, training_args, space, recipe, callbacks)
+    script, (model_args, data_args, training_args) = _load_script(script_file, cwd, argv, {}, {})
+    space = SearchSpace.from_yaml(search_args.search, model_args, data_args, training_args)
+    connect_ray(address, script)
+    training_args.output_dir = os.path.abspath(training_args.output_dir)  # Tune runs each trial in its own folder
+    trainer = build_search_trainer(model_args, data_args, training_args, space, script)
     storage = os.path.abspath(search_args.ray_storage_path or os.path.join(training_args.output_dir, "ray"))
-    best = trainer.hyperparameter_search(
-        hp_space=space.hp_space, compute_objective=space.objective, n_trials=space.n_trials,
-        direction=space.direction, backend="ray", name=STUDY, storage_path=storage, raise_on_failed_trial=False,
-        resources_per_trial={"cpu": search_args.ray_cpus_per_trial, "gpu": search_args.ray_gpus_per_trial},
-        search_alg=BasicVariantGenerator(random_state=training_args.seed), verbose=1,
-    )  # fmt: skip
+    try:
+        trainer.hyperparameter_search(
+            hp_space=space.hp_space, compute_objective=space.objective, n_trials=space.n_trials,
+            direction=space.direction, backend="ray", name=STUDY, storage_path=storage, raise_on_failed_trial=False,
+            resources_per_trial={"cpu": search_args.ray_cpus_per_trial, "gpu": search_args.ray_gpus_per_trial},
+            search_alg=BasicVariantGenerator(random_state=training_args.seed), verbose=1,
+        )  # fmt: skip
+        failed_to_pick = None
+    except AttributeError as error:  # transformers reads `None.trial_id` when no trial completed: the records say why
+        failed_to_pick = error
     records = []
-    for number, trial in enumerate(best.run_summary.trials):
+    trials = sorted(ExperimentAnalysis(os.path.join(storage, STUDY)).trials, key=lambda t: t.trial_id)
+    for number, trial in enumerate(trials):
         result = trial.last_result or {}
         error = Path(trial.error_file).read_text().strip().splitlines()[-1] if trial.error_file else None
         records.append({
@@ -410,25 +417,27 @@ def ray_search(model_args, data_args, training_args, search_args, space, recipe,
             "value": result.get("objective") if error is None else None, "params": space.sample(trial.config),
             "error": error, "node_id": result.get("node_id"), "node_ip": result.get("node_ip"),
         })  # fmt: skip
+    if failed_to_pick is not None and any(r["state"] == "COMPLETE" for r in records):
+        raise failed_to_pick
     return records
 
 
-def _seed_run(run, model_args, data_args, training_args, callbacks):
+def _seed_task(script_file, cwd, argv, params, targets, seed) -> dict:
     import ray
 
-    metrics = run(model_args, data_args, training_args, callbacks)
-    return {**metrics, "node": {"node_id": ray.get_runtime_context().get_node_id(),
-                                "node_ip": ray.util.get_node_ip_address()}}  # fmt: skip
+    script, (model_args, data_args, training_args) = _load_script(script_file, cwd, argv, params, targets)
+    metrics = script.run(model_args, data_args, seed_args(training_args, seed))
+    node = {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
+    return {**metrics, "node": node}
 
 
-def ray_seeds(model_args, data_args, training_args, search_args, seeds, recipe, callbacks) -> dict[int, dict]:
-    """`recipe.run` once per seed, in parallel on the cluster, into `output_dir/seed-N`."""
+def ray_seeds(script, argv, search_args, params, targets, seeds) -> dict[int, dict]:
+    """`script.run` once per seed, in parallel on the cluster, into `output_dir/seed-N`."""
     import ray
 
-    _ship_by_value(recipe.run)
-    task = ray.remote(_seed_run).options(num_cpus=search_args.ray_cpus_per_trial,
-                                         num_gpus=search_args.ray_gpus_per_trial)  # fmt: skip
-    futures = {seed: task.remote(recipe.run, model_args, data_args, _seed_args(training_args, seed), callbacks)
+    task = ray.remote(_seed_task).options(num_cpus=search_args.ray_cpus_per_trial,
+                                          num_gpus=search_args.ray_gpus_per_trial)  # fmt: skip
+    futures = {seed: task.remote(os.path.abspath(script.__file__), os.getcwd(), argv, params, targets, seed)
                for seed in seeds}  # fmt: skip
     return {seed: ray.get(future) for seed, future in futures.items()}
 
@@ -436,44 +445,56 @@ def ray_seeds(model_args, data_args, training_args, search_args, seeds, recipe, 
 # --- the whole search -------------------------------------------------------------------------------------------
 
 
-def _seed_args(training_args, seed: int):
+def seed_args(training_args, seed: int):
+    """A copy of `training_args` for one seed of a sweep, into `output_dir/seed-N`."""
     args = copy.deepcopy(training_args)
     args.seed, args.output_dir = seed, os.path.join(training_args.output_dir, f"seed-{seed}")
     return args
 
 
-def main(model_args, data_args, training_args, search_args, recipe: Recipe, callbacks=None) -> dict:
-    """Search (if `--search`), then the best (or given) arguments over the seeds; on Ray with `--ray_address`."""
+def apply_params(params: dict, targets: dict, model_args, data_args, training_args) -> None:
+    """Sets a trial's values on the argument dataclasses, in each field's type."""
+    for name, value in params.items():
+        target = model_args if targets[name] == "model" else training_args
+        current = getattr(target, name)
+        setattr(target, name, value if current is None else type(current)(value))
+
+
+def main(script, argv, model_args, data_args, training_args, search_args, callbacks=None) -> dict:
+    """Search (if `--search`), then the best (or given) arguments over the seeds; on Ray with `--ray_address`.
+
+    `script` is the train.py module: its `parse_args`, `prepare_data`, `build_model`, `build_trainer`, `run` and
+    `write_seed_results` are the recipe; `argv` its command line (Ray's workers parse it again). `callbacks` reach
+    the runs made in this process (Optuna trials, sequential seeds), not Ray's workers."""
     space = search_args.search and SearchSpace.from_yaml(search_args.search, model_args, data_args, training_args)
-    address = search_args.ray_address and connect_ray(search_args.ray_address)
+    address = search_args.ray_address and connect_ray(search_args.ray_address, script)
     root = training_args.output_dir
-    extra = {}
+    extra, params = {}, {}
     if space:
         if address:
             # Tune pickles the Trainer, which fails once any Trainer trained in this process (accelerate's
             # GradientState keeps weak references): the search's Trainer is built in a fresh process.
             with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                records = pool.submit(ray_search, model_args, data_args, training_args, search_args, space, recipe,
-                                      address, callbacks).result()  # fmt: skip
+                records = pool.submit(ray_search, os.path.abspath(script.__file__), os.getcwd(), argv, search_args,
+                                      address).result()  # fmt: skip
         else:
-            trainer = build_search_trainer(model_args, data_args, training_args, space, recipe, callbacks)
+            trainer = build_search_trainer(model_args, data_args, training_args, space, script, callbacks)
             records = optuna_search(trainer, space, os.path.join(root, "search"), training_args.seed)
         best = select_best(records, space)
         Path(root, "trials.md").write_text(trials_table(records, space, best))
         if best is None:
             raise RuntimeError(f"no trial of {space.path} completed: {Path(root, 'trials.md')} lists their errors.")
-        for name, value in best["params"].items():
-            target = model_args if space.targets[name] == "model" else training_args
-            setattr(target, name, type(getattr(target, name))(value) if getattr(target, name) is not None else value)
+        params = best["params"]
+        apply_params(params, space.targets, model_args, data_args, training_args)
         extra["search"] = {"config": space.path, "metric": space.metric, "direction": space.direction,
                            "backend": "ray" if address else "optuna", "best": best, "counts": _counts(records),
                            "trials": records}  # fmt: skip
     seeds = training_args.seeds or [training_args.seed]
     if address:
-        per_seed = ray_seeds(model_args, data_args, training_args, search_args, seeds, recipe, callbacks)
+        per_seed = ray_seeds(script, argv, search_args, params, space.targets if space else {}, seeds)
     else:
-        per_seed = {seed: recipe.run(model_args, data_args, _seed_args(training_args, seed), callbacks) for seed in seeds}
-    return recipe.write_seed_results(root, per_seed, **extra)
+        per_seed = {seed: script.run(model_args, data_args, seed_args(training_args, seed), callbacks) for seed in seeds}
+    return script.write_seed_results(root, per_seed, **extra)
 
 
 def select_best(records: list[dict], space: SearchSpace) -> dict | None:
@@ -509,4 +530,4 @@ def trials_table(records: list[dict], space: SearchSpace, best: dict | None) -> 
     return "\n".join(lines) + "\n\n" + summary + "\n"
 
 
-__all__ = ["Recipe", "SearchArguments", "SearchSpace", "SearchTrainer", "main", "parse_search_args"]
+__all__ = ["SearchArguments", "SearchSpace", "SearchTrainer", "main", "parse_search_args"]
