@@ -133,6 +133,13 @@ class SearchSpace:
                 raise ValueError(f"{where}: the data is encoded once for all trials, so it cannot vary by trial.")
             _check_distribution(where, spec, actions[name])
             targets[name] = owner[name]
+            # Values the parser takes may still be refused by the dataclass (an unknown scheduler name, ...).
+            instance = arguments[("model", "data", "training").index(owner[name])]
+            for value in spec.get("choices", [spec.get("low"), spec.get("high")]):
+                try:
+                    dataclasses.replace(instance, **{name: value})
+                except (TypeError, ValueError) as error:
+                    raise ValueError(f"{where}: {value!r} is not a valid value ({error}).") from error
         return cls(str(path), recipe["metric"], recipe["direction"], n_trials, recipe["space"], targets)
 
     def check_metric(self, trainer) -> None:
@@ -219,7 +226,7 @@ def _check_distribution(where: str, spec, action) -> None:
         return
     fits = (int, float) if kind == "int" else (float,)  # an integer is a valid float, not the reverse
     if action.type not in fits:
-        hint = "use uniform or loguniform" if action.type is float else "use categorical"
+        hint = {float: "use uniform or loguniform", int: "use int"}.get(action.type, "use categorical")
         raise ValueError(f"{where}: a {kind} distribution does not fit this argument's type ({hint}).")
     low, high = spec["low"], spec["high"]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
