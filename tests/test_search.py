@@ -40,7 +40,7 @@ SPACE = {
 def write_search(folder: Path, space: dict, n_trials: int = 2, metric: str = "loss", **extra) -> str:
     path = folder / "search.yaml"
     recipe = {"metric": metric, "direction": "minimize", "n_trials": n_trials, "space": space, **extra}
-    path.write_text(yaml.safe_dump(recipe))
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return str(path)
 
 
