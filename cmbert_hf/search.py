@@ -361,8 +361,6 @@ def connect_ray(address: str, script) -> str:
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if ray.is_initialized():
-        return ray.get_runtime_context().gcs_address
     if address not in ("local", "auto"):
         host, _, port = address.removeprefix("ray://").rpartition(":")
         try:
@@ -370,6 +368,10 @@ def connect_ray(address: str, script) -> str:
         except (OSError, ValueError) as error:
             raise ConnectionError(f"--ray_address {address}: no Ray cluster answers there ({error}). Start one with "
                                   "`ray start --head`, or pass --ray_address local.") from error
+    if ray.is_initialized():
+        if address == ray.get_runtime_context().gcs_address:
+            return address
+        ray.shutdown()  # connected elsewhere (an earlier call in this process): join the cluster asked for
     path = os.pathsep.join(p for p in (os.path.dirname(os.path.abspath(script.__file__)), os.environ.get("PYTHONPATH")) if p)
     try:
         ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False,
