@@ -23,10 +23,14 @@ Optuna (the default) runs the trials one after the other in this process; the st
 are kept, the interrupted one is run again with its parameters, and only the trials still missing are run.
 
 Ray Tune (`--ray_address local|auto|HOST:PORT`) runs the trials, and then the seeds, in parallel over the nodes of a
-Ray cluster, each with `--ray_cpus_per_trial` / `--ray_gpus_per_trial`. Every node needs this package installed,
-and `output_dir`, `--dataset_cache_dir` and `--ray_storage_path` (Tune's results and checkpoints, by default
-`output_dir/ray`) must be paths all nodes see (a shared file system). Ray's session files go to `RAY_TMPDIR`
-(`/tmp/ray` if unset); usage statistics are off unless `RAY_USAGE_STATS_ENABLED` says otherwise. Tune is the tool
+Ray cluster, each with `--ray_cpus_per_trial` / `--ray_gpus_per_trial`. Every node needs this package installed
+and the checkout at the same path on a shared file system: workers import train.py from there and run in the
+driver's working directory, so `output_dir`, `--dataset_cache_dir` and `--ray_storage_path` (Tune's results and
+checkpoints, by default `output_dir/ray`) are seen by all nodes. The Optuna trials and sequential seeds get the
+`callbacks` of `train.main`; Ray's workers do not. The search's Trainer is built in a spawned process, so a script
+that calls `train.main` with `--search` and `--ray_address` does so under `if __name__ == "__main__":`. Ray's
+session files go to `RAY_TMPDIR` (`/tmp/ray` if unset; keep it short, socket paths are limited to 107 characters);
+usage statistics are off unless `RAY_USAGE_STATS_ENABLED` says otherwise. Tune is the tool
 for many independent runs (trials, seeds), one per worker. A single run too large for one worker wants data-parallel
 workers instead: Ray Train's `TorchTrainer` around the same Trainer (`ray.train.huggingface.transformers`), or
 `accelerate launch` with `configs/accelerate/multi_node.yaml`.
@@ -123,7 +127,8 @@ class SearchSpace:
 
         arguments = (model_args, data_args, training_args)
         actions = {a.dest: a for a in HfArgumentParser([type(a) for a in arguments])._actions}
-        owner = {f.name: kind for kind, a in zip(("model", "data", "training"), arguments) for f in dataclasses.fields(a)}
+        kinds = ("model", "data", "training")
+        owner = {f.name: kind for kind, a in zip(kinds, arguments) for f in dataclasses.fields(a)}
         targets = {}
         for name, spec in recipe["space"].items():
             where = f"{path}: space.{name}"
@@ -134,7 +139,7 @@ class SearchSpace:
             _check_distribution(where, spec, actions[name])
             targets[name] = owner[name]
             # Values the parser takes may still be refused by the dataclass (an unknown scheduler name, ...).
-            instance = arguments[("model", "data", "training").index(owner[name])]
+            instance = arguments[kinds.index(owner[name])]
             for value in spec.get("choices", [spec.get("low"), spec.get("high")]):
                 try:
                     dataclasses.replace(instance, **{name: value})
@@ -339,6 +344,7 @@ def optuna_search(trainer: SearchTrainer, space: SearchSpace, folder: str, seed:
             direction=space.direction, backend="optuna", storage=storage, study_name=STUDY, load_if_exists=True,
             # Seeded past the trials already made, so that a resumed search does not draw the same points again.
             sampler=optuna.samplers.TPESampler(seed=seed + len(study.trials)), catch=(Exception,),
+            pruner=optuna.pruners.NopPruner(),  # every trial trains to its end, as the re-run of the best will
         )  # fmt: skip
     records = []
     for trial in study.trials:
@@ -346,7 +352,8 @@ def optuna_search(trainer: SearchTrainer, space: SearchSpace, folder: str, seed:
             continue
         records.append({
             "trial": trial.number, "state": trial.state.name, "value": trial.value, "params": trial.params,
-            "error": trial.user_attrs.get("error"), "history": {str(k): v for k, v in trial.intermediate_values.items()},
+            "error": trial.user_attrs.get("error"),
+            "history": {str(step): value for step, value in trial.intermediate_values.items()},
         })  # fmt: skip
     return records
 
@@ -372,7 +379,8 @@ def connect_ray(address: str, script) -> str:
         if address == ray.get_runtime_context().gcs_address:
             return address
         ray.shutdown()  # connected elsewhere (an earlier call in this process): join the cluster asked for
-    path = os.pathsep.join(p for p in (os.path.dirname(os.path.abspath(script.__file__)), os.environ.get("PYTHONPATH")) if p)
+    folders = (os.path.dirname(os.path.abspath(script.__file__)), os.environ.get("PYTHONPATH"))
+    path = os.pathsep.join(folder for folder in folders if folder)
     try:
         ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": {"PYTHONPATH": path}})  # fmt: skip
@@ -473,8 +481,7 @@ def main(script, argv, model_args, data_args, training_args, search_args, callba
     """Search (if `--search`), then the best (or given) arguments over the seeds; on Ray with `--ray_address`.
 
     `script` is the train.py module: its `parse_args`, `prepare_data`, `build_model`, `build_trainer`, `run` and
-    `write_seed_results` are the recipe; `argv` its command line (Ray's workers parse it again). `callbacks` reach
-    the runs made in this process (Optuna trials, sequential seeds), not Ray's workers."""
+    `write_seed_results` are the recipe; `argv` its command line (Ray's workers parse it again)."""
     space = search_args.search and SearchSpace.from_yaml(search_args.search, model_args, data_args, training_args)
     address = search_args.ray_address and connect_ray(search_args.ray_address, script)
     root = training_args.output_dir
@@ -502,7 +509,8 @@ def main(script, argv, model_args, data_args, training_args, search_args, callba
     if address:
         per_seed = ray_seeds(script, argv, search_args, params, space.targets if space else {}, seeds)
     else:
-        per_seed = {seed: script.run(model_args, data_args, seed_args(training_args, seed), callbacks) for seed in seeds}
+        per_seed = {seed: script.run(model_args, data_args, seed_args(training_args, seed), callbacks)
+                    for seed in seeds}  # fmt: skip
     return script.write_seed_results(root, per_seed, **extra)
 
 
@@ -533,7 +541,8 @@ def trials_table(records: list[dict], space: SearchSpace, best: dict | None) -> 
         error = (r["error"] or "").replace("|", "/").replace("\n", " ")
         lines.append("| " + " | ".join([str(r["trial"]), r["state"], value, *params, *node, error]) + " |")
     counts = _counts(records)
-    summary = f"{len(records)} trials: {counts['complete']} complete, {counts['fail']} failed, {counts['pruned']} pruned."
+    summary = (f"{len(records)} trials: {counts['complete']} complete, {counts['fail']} failed, "
+               f"{counts['pruned']} pruned.")
     if best is not None:
         summary += f" Best: trial {best['trial']} ({space.metric} {best['value']:.4f}, {space.direction})."
     return "\n".join(lines) + "\n\n" + summary + "\n"

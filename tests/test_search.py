@@ -70,7 +70,7 @@ class Events(TrainerCallback):
         ({"learnig_rate": SPACE["learning_rate"]}, r"space.learnig_rate: not a train.py argument"),
         ({"seed": {"type": "uniform", "low": 1, "high": 9}}, r"uniform distribution does not fit .* \(use int\)"),
         ({"lr_scheduler_type": {"type": "int", "low": 1, "high": 3}}, r"int distribution does not fit .* categorical"),
-        ({"lr_scheduler_type": {"type": "categorical", "choices": ["linear", "cosinus"]}}, r"'cosinus' is not a valid value \(.*cosinus"),
+        ({"lr_scheduler_type": {"type": "categorical", "choices": ["linear", "cosinus"]}}, r"'cosinus' is not a valid"),
         ({"fusion_dim": {"type": "categorical", "choices": [8, 0.5]}}, r"space.fusion_dim: choice 0.5 is not"),
         ({"learning_rate": {"type": "loguniform", "low": 0, "high": 1e-3}}, r"low < high and low > 0"),
         ({"learning_rate": {"type": "gaussian", "mean": 1e-3}}, r"expected \{type: loguniform\|uniform\|int"),
@@ -221,7 +221,7 @@ def test_a_killed_search_resumes_without_redoing_finished_trials(tiny_checkpoint
     assert results["search"]["counts"]["complete"] == 2
 
 
-# --- Ray ---------------------------------------------------------------------------------------------------------------
+# --- Ray ------------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
