@@ -482,6 +482,9 @@ def main(script, argv, model_args, data_args, training_args, search_args, callba
 
     `script` is the train.py module: its `parse_args`, `prepare_data`, `build_model`, `build_trainer`, `run` and
     `write_seed_results` are the recipe; `argv` its command line (Ray's workers parse it again)."""
+    if training_args.world_size > 1:
+        raise ValueError("--search and --ray_address run one process per trial or seed: start train.py with python, "
+                         "not accelerate launch (Ray gives each trial --ray_gpus_per_trial).")
     space = search_args.search and SearchSpace.from_yaml(search_args.search, model_args, data_args, training_args)
     address = search_args.ray_address and connect_ray(search_args.ray_address, script)
     root = training_args.output_dir
