@@ -24,6 +24,11 @@ Launch commands:
     # The batch size is per process: to keep the recipe's 24 on N processes, pass
     # --per_device_train_batch_size 24/N (as for the 2 CPU processes above), or accept a global batch of 24 N.
 
+    # hyperparameter search (Optuna, resumable), then the best trial over three seeds; the same on a Ray cluster
+    python train.py --config configs/tbert_mosi_minilm.yaml --search configs/search/mosi_minilm.yaml --seeds 1111 1112 1113
+    python train.py --config configs/tbert_mosi_minilm.yaml --search configs/search/mosi_minilm.yaml \\
+        --seeds 1111 1112 1113 --ray_address auto --ray_cpus_per_trial 4 --ray_gpus_per_trial 1
+
     # end on the Hub (HF_TOKEN or `hf auth login`)
     python train.py --config configs/demo.yaml --push_to_hub --hub_model_id you/cm-bert-demo
 
@@ -61,6 +66,7 @@ from cmbert_hf import (
     CMBertForSequenceClassification,
     CMBertProcessor,
     compute_metrics,
+    search,
 )
 from cmbert_hf.configuration_cmbert import MAX_LENGTH
 from cmbert_hf.feature_extraction_cmbert import CMBertFeatureExtractor
@@ -73,6 +79,7 @@ from dataset_script import load_mosi
 logger = logging.getLogger("train")
 
 TEMPLATE = Path(__file__).resolve().parent / "model_card.md"
+SPLITS = ("train", "validation", "test")
 
 
 @dataclass
@@ -210,8 +217,8 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-def encode_splits(raw, data_args, processor, use_audio: bool):
-    """Turns each split into unpadded model inputs (the collator pads per batch)."""
+def encode_splits(raw, data_args, processor, use_audio: bool, names=SPLITS):
+    """Turns the splits `names` into unpadded model inputs (the collator pads per batch)."""
 
     def encode(batch):
         audio = {"audio_features": batch["audio"], "audio_level": batch["audio_level"][0]} if use_audio else {}
@@ -221,7 +228,8 @@ def encode_splits(raw, data_args, processor, use_audio: bool):
     limits = {"train": data_args.max_train_samples}
     limits["validation"] = limits["test"] = data_args.max_eval_samples
     splits = {}
-    for split, limit in limits.items():
+    for split in names:
+        limit = limits[split]
         dataset = raw[split] if limit is None else raw[split].select(range(min(limit, len(raw[split]))))
         splits[split] = dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc=f"encode {split}")
     return splits
@@ -363,18 +371,10 @@ def whole_run_train_loss(log_history: list[dict]) -> float:
     return total / last_step
 
 
-def run(model_args, data_args, training_args, callbacks=None, reuse_finished: bool = False) -> dict:
-    """One training run: train, evaluate on dev and test, save the Hub-ready folder. Returns the metrics."""
-    folder = Path(training_args.output_dir)
-    run_args = fingerprint(model_args, data_args, training_args)
-    plan, found = plan_run(folder, run_args, training_args.overwrite_output_dir, reuse_finished)
-    if plan == "finished":
-        logger.warning("%s holds a finished run of these arguments: its results are kept, nothing is trained.", folder)
-        return {split: found[split] for split in ("train", "dev", "test")}
-    checkpoint = training_args.resume_from_checkpoint or found
-    set_seed(training_args.seed)
-    model_path = resolve_model_path(model_args.model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+def prepare_data(model_args, data_args, training_args, names=SPLITS):
+    """The processor (its audio width and provenance those of the data) and the encoded splits `names` (a search
+    leaves out the test split)."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model_args.model_name_or_path))
     with training_args.main_process_first(desc="dataset preparation"):
         raw = load_mosi(data_args.dataset_config, data_dir=data_args.data_dir, cache_dir=data_args.dataset_cache_dir)
     use_audio = not model_args.text_only
@@ -390,34 +390,59 @@ def run(model_args, data_args, training_args, callbacks=None, reuse_finished: bo
     audio_feature_size = len(first_audio[0]) if first_audio else feature_extractor.feature_size
     processor = CMBertProcessor(feature_extractor, tokenizer, audio_feature_size=audio_feature_size, **provenance)
     with training_args.main_process_first(desc="dataset encoding"):
-        splits = encode_splits(raw, data_args, processor, use_audio)
+        splits = encode_splits(raw, data_args, processor, use_audio, names)
+    return processor, splits
 
+
+def build_model(model_args, processor) -> CMBertForSequenceClassification:
+    """The model to fine-tune for the processor's audio, its frozen parts frozen. Its new weights are drawn from the
+    current RNG state."""
     model = CMBertForSequenceClassification.from_pretrained(
-        model_path,
+        resolve_model_path(model_args.model_name_or_path),
         num_labels=1,
-        audio_feature_size=audio_feature_size,
+        audio_feature_size=processor.audio_feature_size,
+        audio_feature_source=processor.audio_feature_source,
+        audio_feature_names=processor.audio_feature_names,
         attn_implementation=model_args.attn_implementation,
         **fusion_settings(model_args),
-        **provenance,
     )
     freeze(model, embeddings=model_args.freeze_embeddings, head=model_args.original, audio=model_args.text_only)
+    return model
 
+
+def build_trainer(model_args, data_args, training_args, processor, splits, trainer_class=CMBertTrainer, **kwargs):
+    """The recipe's Trainer on `splits`; `kwargs` give it `model` (or `model_init`) and `callbacks`."""
     collator = CMBertDataCollator(
-        pad_token_id=tokenizer.pad_token_id,
+        pad_token_id=processor.tokenizer.pad_token_id,
         pad_to_multiple_of=data_args.pad_to_multiple_of,
         max_length=data_args.max_length if data_args.pad_to_max_length else None,
     )
-    trainer = CMBertTrainer(
-        model=model,
+    return trainer_class(
         args=training_args,
         train_dataset=splits["train"],
         eval_dataset=splits["validation"],
         data_collator=collator,
         processing_class=processor,
         compute_metrics=compute_metrics,
-        callbacks=[LogAtCheckpoints(), *(callbacks or [])],
         fusion_learning_rate=model_args.fusion_learning_rate,
+        **kwargs,
     )
+
+
+def run(model_args, data_args, training_args, callbacks=None, reuse_finished: bool = False) -> dict:
+    """One training run: train, evaluate on dev and test, save the Hub-ready folder. Returns the metrics."""
+    folder = Path(training_args.output_dir)
+    run_args = fingerprint(model_args, data_args, training_args)
+    plan, found = plan_run(folder, run_args, training_args.overwrite_output_dir, reuse_finished)
+    if plan == "finished":
+        logger.warning("%s holds a finished run of these arguments: its results are kept, nothing is trained.", folder)
+        return {split: found[split] for split in ("train", "dev", "test")}
+    checkpoint = training_args.resume_from_checkpoint or found
+    set_seed(training_args.seed)
+    processor, splits = prepare_data(model_args, data_args, training_args)
+    model = build_model(model_args, processor)
+    callbacks = [LogAtCheckpoints(), *(callbacks or [])]
+    trainer = build_trainer(model_args, data_args, training_args, processor, splits, model=model, callbacks=callbacks)
     if trainer.is_world_process_zero():
         start_run_folder(folder, run_args, fresh=plan == "fresh")
     trainer.accelerator.wait_for_everyone()
@@ -440,7 +465,7 @@ def run(model_args, data_args, training_args, callbacks=None, reuse_finished: bo
         Path(training_args.output_dir, "test_predictions.json").write_text(json.dumps(predictions.reshape(-1).tolist()))
         samples = {split: len(dataset) for split, dataset in splits.items()}
         write_results(training_args.output_dir, model_args, data_args, training_args, metrics, trainer.state, samples,
-                      audio_feature_size)
+                      processor.audio_feature_size)
         # The run is complete: its checkpoints (optimizer state included) only served to resume it.
         for path in folder.glob("checkpoint-*"):
             shutil.rmtree(path)
@@ -473,6 +498,7 @@ def total_train_batch_size(training_args) -> int:
 
 
 def main(argv: list[str] | None = None, callbacks=None) -> dict:
+    search_args, argv = search.parse_search_args(sys.argv[1:] if argv is None else argv)
     model_args, data_args, training_args = parse_args(argv)
     check_arguments(model_args, data_args, training_args)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
@@ -496,6 +522,10 @@ def main(argv: list[str] | None = None, callbacks=None) -> dict:
     training_args.push_to_hub = False
     main_process = training_args.process_index == 0
 
+    if search_args.search or search_args.ray_address:
+        if push:
+            raise ArgumentError("--push_to_hub pushes one model: push a seed's folder with `cmbert push` afterwards.")
+        return search.main(sys.modules[__name__], argv, model_args, data_args, training_args, search_args, callbacks)
     if not training_args.seeds:
         metrics = run(model_args, data_args, training_args, callbacks)
         if main_process:
@@ -518,13 +548,20 @@ def main(argv: list[str] | None = None, callbacks=None) -> dict:
     for seed in training_args.seeds:
         training_args.seed, training_args.output_dir = seed, str(root / f"seed-{seed}")
         per_seed[seed] = run(model_args, data_args, training_args, callbacks, reuse_finished=True)
-    summary = summarize(per_seed)
     if main_process:
-        Path(root, RESULTS).write_text(json.dumps({"per_seed": per_seed, "test_mean_std": summary}, indent=2))
-        Path(root, "results.md").write_text(markdown_table(per_seed, summary))
-        print(markdown_table(per_seed, summary), end="")
-        print(f"per-seed folders, results.json and results.md in {root}")
-    return {"per_seed": per_seed, "test_mean_std": summary}
+        return write_seed_results(root, per_seed)
+    return {"per_seed": per_seed, "test_mean_std": summarize(per_seed)}
+
+
+def write_seed_results(root, per_seed: dict[int, dict], **extra) -> dict:
+    """results.json (per seed, test mean and std, and `extra`) and results.md of a run over seeds; prints the table."""
+    summary = summarize(per_seed)
+    results = {"per_seed": per_seed, "test_mean_std": summary, **extra}
+    Path(root, RESULTS).write_text(json.dumps(results, indent=2, default=str))
+    Path(root, "results.md").write_text(markdown_table(per_seed, summary))
+    print(markdown_table(per_seed, summary), end="")
+    print(f"per-seed folders, results.json and results.md in {root}")
+    return results
 
 
 def push_or_explain(training_args) -> None:
