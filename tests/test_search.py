@@ -29,7 +29,9 @@ DEMO = str(ROOT / "configs/demo.yaml")
 
 
 def untrainable(tmp_path) -> list[str]:
-    """Arguments of a run that fails at once if it gets as far as loading a model (bad input must fail before)."""
+    """Arguments of a run that fails at once if it gets as far as loading a model (bad input must fail before): an
+    empty folder, which passes train.py's check that a local model path exists."""
+    (tmp_path / "no-model").mkdir(exist_ok=True)
     return ["--config", DEMO, "--model_name_or_path", str(tmp_path / "no-model"), "--output_dir", str(tmp_path / "out")]
 SPACE = {
     "learning_rate": {"type": "loguniform", "low": 1.0e-4, "high": 1.0e-2},
