@@ -2,8 +2,14 @@
 
 Launch commands:
 
-    # offline demo: MiniLM backbone, synthetic MOSI-shaped data, one CPU process
+    # offline demo: MiniLM backbone trained from the audio files of the spoken corpus (espeak-ng), one CPU process
     python train.py --config configs/demo.yaml
+
+    # the spoken corpus at 800 training utterances, three seeds; text only, the original code's settings, and
+    # espeak's true word boundaries instead of pocketsphinx's
+    python train.py --config configs/demo.yaml --dataset_options '{train_size: 800}' --data_dir outputs/spoken-800 \
+        --num_train_epochs 6 --seeds 1111 1112 1113 --output_dir outputs/spoken [--text_only | --original |
+        --timings_column true_timings]
 
     # the paper's recipe on the CM-BERT release (bert-base-uncased), five seeds
     python train.py --config configs/cmbert_mosi.yaml --data_dir /path/to/cmbert --seeds 1111 1112 1113 1114 1115
@@ -57,9 +63,9 @@ import numpy as np
 import torch
 import transformers
 import yaml
+from datasets import BuilderConfig
 from huggingface_hub.errors import StrictDataclassError
 from transformers import AutoTokenizer, HfArgumentParser, TrainerCallback, TrainingArguments, set_seed
-from datasets import BuilderConfig
 from transformers.trainer_utils import get_last_checkpoint
 
 from cmbert_hf import (
@@ -76,8 +82,7 @@ from cmbert_hf.hub import PushError, check_model_location, push_folder
 from cmbert_hf.metrics import markdown_table, summarize
 from cmbert_hf.model_card import write_model_card
 from cmbert_hf.training import CMBertTrainer, freeze
-from dataset_script import load_mosi
-from dataset_script.mosi import MosiConfig
+from dataset_script import MosiConfig, load_mosi
 
 logger = logging.getLogger("train")
 
@@ -127,7 +132,8 @@ def fusion_settings(model_args) -> dict:
 @dataclass
 class DataArguments:
     dataset_config: str = field(
-        default="cmbert", metadata={"help": "dataset_script config: text, cmbert, mmsa_*, mosei_*, synthetic."}
+        default="cmbert",
+        metadata={"help": "dataset_script config: text, cmbert, mmsa_*, mosei_*, synthetic, recordings, spoken."},
     )
     data_dir: str | None = field(default=None, metadata={"help": "Folder with the config's files."})
     dataset_options: str | None = field(

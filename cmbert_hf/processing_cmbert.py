@@ -233,7 +233,12 @@ class CMBertProcessor(ProcessorMixin):
             # The extractor reads the stored bytes itself (soundfile + its resampler), as it reads files at inference.
             dataset = dataset.cast_column(audio_column, type(audio_type)(decode=False))
         columns = {"audio_column": audio_column, "text_column": text_column, "timings_column": timings_column}
-        settings = {**self.feature_extractor.extraction_settings(), "spread_unaligned": spread_unaligned}
+        # A loaded extractor also records its classes (auto_map, processor_class): not settings, so that
+        # `cmbert evaluate` on the saved folder finds the features training extracted from the same split.
+        settings = {
+            key: value for key, value in self.feature_extractor.extraction_settings().items()
+            if key not in ("auto_map", "processor_class")
+        } | {"spread_unaligned": spread_unaligned}  # fmt: skip
         return dataset.map(
             _extract_batch,
             batched=True,
