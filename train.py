@@ -56,14 +56,13 @@ import os
 import shutil
 import sys
 from collections import Counter
-from dataclasses import dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import transformers
 import yaml
-from datasets import BuilderConfig
 from huggingface_hub.errors import StrictDataclassError
 from transformers import AutoTokenizer, HfArgumentParser, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
@@ -82,7 +81,8 @@ from cmbert_hf.hub import PushError, check_model_location, push_folder
 from cmbert_hf.metrics import markdown_table, summarize
 from cmbert_hf.model_card import write_model_card
 from cmbert_hf.training import CMBertTrainer, freeze
-from dataset_script import MosiConfig, load_mosi
+from dataset_script import load_mosi
+from dataset_script.mosi import config_options
 
 logger = logging.getLogger("train")
 
@@ -258,24 +258,12 @@ def encode_splits(raw, data_args, processor, use_audio: bool, names=SPLITS):
     return splits
 
 
-# MosiConfig's own fields: what --dataset_options may set (name, data_dir, ... belong to datasets or to train.py).
-DATASET_OPTIONS = sorted({f.name for f in fields(MosiConfig)} - {f.name for f in fields(BuilderConfig)})
-
-
 def dataset_options(options) -> dict:
     """`--dataset_options` (a mapping from the YAML recipe, or a YAML/JSON string) as `load_mosi` keywords."""
-    if isinstance(options, str):
-        try:
-            options = yaml.safe_load(options)
-        except yaml.YAMLError as error:
-            raise ArgumentError(f"--dataset_options is not a YAML/JSON mapping: {error}") from error
-    options = options or {}
-    if not isinstance(options, dict):
-        raise ArgumentError(f"--dataset_options must be a mapping of MosiConfig fields, got {options!r}.")
-    unknown = sorted(set(options) - set(DATASET_OPTIONS))
-    if unknown:
-        raise ArgumentError(f"--dataset_options: unknown fields {unknown}; MosiConfig's fields are {DATASET_OPTIONS}.")
-    return options
+    try:
+        return config_options(options)
+    except ValueError as error:
+        raise ArgumentError(f"--dataset_options: {error}") from error
 
 
 def featurize_audio(

@@ -180,10 +180,15 @@ def _evaluate(args) -> None:
     from datasets.exceptions import ManualDownloadError
 
     from dataset_script import load_mosi
+    from dataset_script.mosi import config_options
 
     check_model_location(args.model)  # before the data is prepared
     try:
-        split = load_mosi(args.data, data_dir=args.data_dir, cache_dir=args.cache_dir)[args.split]
+        options = config_options(args.dataset_options)
+    except ValueError as error:
+        raise CLIError(f"--dataset-options: {error}") from error
+    try:
+        split = load_mosi(args.data, data_dir=args.data_dir, cache_dir=args.cache_dir, **options)[args.split]
     except ManualDownloadError as error:  # its first line names the builder's argument, not this command's
         raise CLIError(f"--data {args.data} needs --data-dir: {' '.join(str(error).splitlines()[1:])}") from error
     if args.max_samples is not None:
@@ -295,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", choices=["train", "validation", "test"])
     evaluate.add_argument("--max-samples", type=int, help="Score only the split's first N utterances.")
     evaluate.add_argument("--cache-dir", help="The datasets cache (defaults to HF_DATASETS_CACHE).")
+    evaluate.add_argument(
+        "--dataset-options", help="MosiConfig fields, as train.py's --dataset_options (e.g. '{train_size: 800}').",
+    )  # fmt: skip
     evaluate.add_argument(
         "--timings-column", default="word_timings",
         help="Recordings: the column of word timings, as train.py's --timings_column (rows without are aligned).",

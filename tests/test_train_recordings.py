@@ -96,11 +96,11 @@ def spoken_run(tmp_path_factory, tiny_checkpoint, dataset_cache, tiny_args):
             tiny_checkpoint, dataset_cache, out, "--dataset_config", "spoken", "--data_dir", str(corpus),
             "--dataset_options", SPOKEN_OPTIONS, "--preprocessing_num_workers", "1", "--num_train_epochs", "1",
         ))  # fmt: skip
-    return corpus, out
+    return corpus, out, dataset_cache
 
 
 def test_a_spoken_run_counts_the_utterances_pocketsphinx_could_not_align(spoken_run):
-    corpus, out = spoken_run
+    corpus, out, _ = spoken_run
     # The other utterances, aligned here from their files (pocketsphinx fails on some espeak utterances itself).
     extractor, expected = CMBertFeatureExtractor(do_normalize=False), {}
     rows = [json.loads(line) for line in (corpus / "metadata.jsonl").read_text().splitlines()]
@@ -120,10 +120,10 @@ def test_a_spoken_run_counts_the_utterances_pocketsphinx_could_not_align(spoken_
     assert f"0 given, {12 - spread} aligned,\n{spread} spread" in card and ", ".join(DEFAULT_FEATURES) in card
 
 
-def test_predict_on_a_test_clip_scores_as_the_evaluation_of_that_clip(spoken_run, capsys):
+def test_predict_on_a_test_clip_scores_as_the_evaluation_of_that_clip(spoken_run, capsys, monkeypatch):
     from cmbert_hf import cli
 
-    corpus, out = spoken_run
+    corpus, out, cache = spoken_run
     rows = [json.loads(line) for line in (corpus / "metadata.jsonl").read_text().splitlines()]
     test_rows = [row for row in rows if row["split"] == "test"]
     evaluated = json.loads((out / "test_predictions.json").read_text())
@@ -140,12 +140,18 @@ def test_predict_on_a_test_clip_scores_as_the_evaluation_of_that_clip(spoken_run
     assert "spoken test: 3 utterances" in printed and "word timings: 0 given, 3 aligned, 0 spread" in printed
     mae = float(next(line for line in printed.splitlines() if line.startswith("| mae |")).split("|")[2])
     assert mae == pytest.approx(json.loads((out / "results.json").read_text())["test"]["test_mae"], abs=1e-4)
+    # On training's data cache and corpus options it reuses the features training extracted: nothing is extracted.
+    calls = []
+    monkeypatch.setattr(CMBertFeatureExtractor, "word_features", lambda *args, **kwargs: calls.append(args))
+    assert cli.main(["evaluate", "--model", str(out), "--data", "spoken", "--data-dir", str(corpus), "--cache-dir",
+                     str(cache), "--dataset-options", SPOKEN_OPTIONS]) == 0
+    assert calls == [] and f"| mae | {mae:.4f} |" in capsys.readouterr().out
 
 
 def test_dataset_options_are_checked():
     assert train.dataset_options("{train_size: 8}") == {"train_size": 8}
     assert train.dataset_options('{"seed": 2}') == {"seed": 2} and train.dataset_options(None) == {}
-    with pytest.raises(train.ArgumentError, match=r"unknown fields \['train_sise'\]; MosiConfig's fields are"):
+    with pytest.raises(train.ArgumentError, match=r"unknown dataset options \['train_sise'\]; MosiConfig's fields"):
         train.dataset_options({"train_sise": 8})
     with pytest.raises(train.ArgumentError, match="must be a mapping"):
         train.dataset_options("[1, 2]")
