@@ -2,8 +2,14 @@
 
 Launch commands:
 
-    # offline demo: MiniLM backbone, synthetic MOSI-shaped data, one CPU process
+    # offline demo: MiniLM backbone trained from the audio files of the spoken corpus (espeak-ng), one CPU process
     python train.py --config configs/demo.yaml
+
+    # the spoken corpus at 800 training utterances, three seeds; text only, the original code's settings, and
+    # espeak's true word boundaries instead of pocketsphinx's
+    python train.py --config configs/demo.yaml --dataset_options '{train_size: 800}' --data_dir outputs/spoken-800 \
+        --num_train_epochs 6 --seeds 1111 1112 1113 --output_dir outputs/spoken [--text_only | --original |
+        --timings_column true_timings]
 
     # the paper's recipe on the CM-BERT release (bert-base-uncased), five seeds
     python train.py --config configs/cmbert_mosi.yaml --data_dir /path/to/cmbert --seeds 1111 1112 1113 1114 1115
@@ -49,6 +55,7 @@ import logging
 import os
 import shutil
 import sys
+from collections import Counter
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 
@@ -75,6 +82,7 @@ from cmbert_hf.metrics import markdown_table, summarize
 from cmbert_hf.model_card import write_model_card
 from cmbert_hf.training import CMBertTrainer, freeze
 from dataset_script import load_mosi
+from dataset_script.mosi import config_options
 
 logger = logging.getLogger("train")
 
@@ -124,9 +132,24 @@ def fusion_settings(model_args) -> dict:
 @dataclass
 class DataArguments:
     dataset_config: str = field(
-        default="cmbert", metadata={"help": "dataset_script config: text, cmbert, mmsa_*, mosei_*, synthetic."}
+        default="cmbert",
+        metadata={"help": "dataset_script config: text, cmbert, mmsa_*, mosei_*, synthetic, recordings, spoken."},
     )
     data_dir: str | None = field(default=None, metadata={"help": "Folder with the config's files."})
+    dataset_options: str | None = field(
+        default=None,
+        metadata={"help": "MosiConfig fields for the config, a YAML mapping or JSON string, e.g. "
+                  "'{train_size: 800, cross_modal_fraction: 0.3}' (sizes, seed, fraction of the synthetic and "
+                  "spoken corpora)."},
+    )
+    timings_column: str = field(
+        default="word_timings",
+        metadata={"help": "Recordings: the column of word timings; rows without (null) are aligned with "
+                  "pocketsphinx. `true_timings` takes the spoken corpus's reference boundaries (espeak's)."},
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for the audio feature extraction (alignment included)."}
+    )
     dataset_cache_dir: str | None = field(default=None, metadata={"help": "datasets cache for the prepared data."})
     max_length: int = field(default=MAX_LENGTH, metadata={"help": "Word-piece truncation length (the paper's 50)."})
     pad_to_max_length: bool | None = field(
@@ -235,18 +258,47 @@ def encode_splits(raw, data_args, processor, use_audio: bool, names=SPLITS):
     return splits
 
 
-def featurize_audio(raw, dataset_config, feature_extractor, tokenizer, use_audio, training_args):
+def dataset_options(options) -> dict:
+    """`--dataset_options` (a mapping from the YAML recipe, or a YAML/JSON string) as `load_mosi` keywords."""
+    try:
+        return config_options(options)
+    except ValueError as error:
+        raise ArgumentError(f"--dataset_options: {error}") from error
+
+
+def featurize_audio(
+    raw, dataset_config, feature_extractor, tokenizer, use_audio, training_args, timings_column=None, num_proc=None
+):
     """Raw recordings become normalised word features (extracted per split, statistics from train only); returns
-    the splits and where the model's audio vectors come from (`audio_feature_source`, `audio_feature_names`)."""
+    the splits and where the model's audio vectors come from (`audio_feature_source`, `audio_feature_names`).
+    Word spans come from `timings_column` where a row has them, else from pocketsphinx, else (alignment failed)
+    from spreading the words; `alignment_counts` counts each."""
     if not use_audio:
         return raw, {"audio_feature_source": "none", "audio_feature_names": None}
     if not CMBertProcessor.has_raw_audio(raw["train"]):
         source = "synthetic" if dataset_config == "synthetic" else "covarep"
         return raw, {"audio_feature_source": source, "audio_feature_names": None}
-    timings = "word_timings" if "word_timings" in raw["train"].column_names else None
+    if timings_column not in raw["train"].column_names:
+        if timings_column != DataArguments.timings_column:
+            raise ArgumentError(f"--timings_column {timings_column!r}: the data has no such column "
+                                f"({raw['train'].column_names}).")
+        timings_column = None
     with training_args.main_process_first(desc="audio features"):
-        raw = CMBertProcessor(feature_extractor, tokenizer).prepare_audio_splits(raw, timings_column=timings)
+        raw = CMBertProcessor(feature_extractor, tokenizer).prepare_audio_splits(
+            raw, timings_column=timings_column, num_proc=num_proc
+        )
     return raw, {"audio_feature_source": "extractor", "audio_feature_names": feature_extractor.features}
+
+
+def alignment_counts(splits) -> dict | None:
+    """Where the word spans of extracted recordings came from, over all splits and per split: `given` (timings
+    column), `aligned` (pocketsphinx), `spread` (pocketsphinx failed: words spread over the voiced span). `None`
+    when no recordings were extracted."""
+    if "word_timing" not in splits["train"].column_names:
+        return None
+    per_split = {name: dict(Counter(split["word_timing"])) for name, split in splits.items()}
+    total = sum((Counter(counts) for counts in per_split.values()), Counter())
+    return {key: total[key] for key in ("given", "aligned", "spread")} | {"per_split": per_split}
 
 
 class ArgumentError(ValueError):
@@ -282,6 +334,7 @@ def check_arguments(model_args, data_args, training_args) -> None:
         raise ArgumentError(f"--model_name_or_path: {error}") from error
     if data_args.pad_to_max_length is None:
         data_args.pad_to_max_length = model_args.original
+    dataset_options(data_args.dataset_options)
 
 
 RUN_ARGS, RESULTS = "run_args.json", "results.json"
@@ -372,15 +425,17 @@ def whole_run_train_loss(log_history: list[dict]) -> float:
 
 
 def prepare_data(model_args, data_args, training_args, names=SPLITS):
-    """The processor (its audio width and provenance those of the data) and the encoded splits `names` (a search
-    leaves out the test split)."""
+    """The processor (its audio width and provenance those of the data), the encoded splits `names` (a search
+    leaves out the test split) and the `alignment_counts` of recordings (`None` for other data)."""
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model_args.model_name_or_path))
     with training_args.main_process_first(desc="dataset preparation"):
-        raw = load_mosi(data_args.dataset_config, data_dir=data_args.data_dir, cache_dir=data_args.dataset_cache_dir)
+        raw = load_mosi(data_args.dataset_config, data_dir=data_args.data_dir, cache_dir=data_args.dataset_cache_dir,
+                        **dataset_options(data_args.dataset_options))
     use_audio = not model_args.text_only
     feature_extractor = CMBertFeatureExtractor()
     raw, provenance = featurize_audio(raw, data_args.dataset_config, feature_extractor, tokenizer, use_audio,
-                                      training_args)
+                                      training_args, data_args.timings_column, data_args.preprocessing_num_workers)
+    alignment = alignment_counts(raw)
     # A text-only run leaves recordings undecoded: their width is the extractor's.
     first_audio = [] if CMBertProcessor.has_raw_audio(raw["train"]) else raw["train"][0]["audio"]
     if not first_audio and not model_args.text_only:
@@ -391,7 +446,7 @@ def prepare_data(model_args, data_args, training_args, names=SPLITS):
     processor = CMBertProcessor(feature_extractor, tokenizer, audio_feature_size=audio_feature_size, **provenance)
     with training_args.main_process_first(desc="dataset encoding"):
         splits = encode_splits(raw, data_args, processor, use_audio, names)
-    return processor, splits
+    return processor, splits, alignment
 
 
 def build_model(model_args, processor) -> CMBertForSequenceClassification:
@@ -439,7 +494,7 @@ def run(model_args, data_args, training_args, callbacks=None, reuse_finished: bo
         return {split: found[split] for split in ("train", "dev", "test")}
     checkpoint = training_args.resume_from_checkpoint or found
     set_seed(training_args.seed)
-    processor, splits = prepare_data(model_args, data_args, training_args)
+    processor, splits, alignment = prepare_data(model_args, data_args, training_args)
     model = build_model(model_args, processor)
     callbacks = [LogAtCheckpoints(), *(callbacks or [])]
     trainer = build_trainer(model_args, data_args, training_args, processor, splits, model=model, callbacks=callbacks)
@@ -464,18 +519,34 @@ def run(model_args, data_args, training_args, callbacks=None, reuse_finished: bo
         predictions = test.predictions[0] if isinstance(test.predictions, tuple) else test.predictions
         Path(training_args.output_dir, "test_predictions.json").write_text(json.dumps(predictions.reshape(-1).tolist()))
         samples = {split: len(dataset) for split, dataset in splits.items()}
+        audio = None if alignment is None else audio_record(processor.feature_extractor)
         write_results(training_args.output_dir, model_args, data_args, training_args, metrics, trainer.state, samples,
-                      processor.audio_feature_size)
+                      processor.audio_feature_size, audio, alignment)
         # The run is complete: its checkpoints (optimizer state included) only served to resume it.
         for path in folder.glob("checkpoint-*"):
             shutil.rmtree(path)
+    if alignment is not None:
+        logger.warning("word timings of the recordings, all splits: %d given, %d aligned by pocketsphinx, %d spread "
+                       "over the voiced span (pocketsphinx could not align them)",
+                       alignment["given"], alignment["aligned"], alignment["spread"])
     return metrics
 
 
-def write_results(
-    output_dir, model_args, data_args, training_args, metrics, state, samples, audio_feature_size
-) -> None:
-    """results.json and the model card: written last, so a folder that has them is complete."""
+def audio_record(feature_extractor) -> dict:
+    """What results.json (and the model card) say about features extracted from recordings."""
+    return {
+        "features": feature_extractor.features,
+        "source": "extracted from the recordings by CMBertFeatureExtractor (librosa: YIN f0, RMS energy, MFCC)",
+        "aligner": feature_extractor.aligner,
+        "normalization": "standardised with the train split's per-feature mean and std (feature_mean, feature_std "
+                         "in preprocessor_config.json)",
+    }
+
+
+def write_results(output_dir, model_args, data_args, training_args, metrics, state, samples, audio_feature_size,
+                  audio=None, alignment=None) -> None:
+    """results.json and the model card: written last, so a folder that has them is complete. `audio` and
+    `alignment`: the `audio_record` and `alignment_counts` of features extracted from recordings."""
     results = {
         "seed": training_args.seed,
         "global_step": state.global_step,
@@ -483,6 +554,8 @@ def write_results(
         "total_train_batch_size": total_train_batch_size(training_args),
         "samples": samples,
         "audio_feature_size": audio_feature_size,
+        "audio": audio,
+        "alignment": alignment,
         "model": vars(model_args),
         "data": vars(data_args),
         "training": training_args.to_dict(),

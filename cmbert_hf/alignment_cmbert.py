@@ -3,7 +3,8 @@
 CM-BERT averages acoustic frames over each word's span; the original pipeline took the spans from the P2FA forced
 aligner. This module does the same with pocketsphinx's aligner (CMU's US-English acoustic model and dictionary, both
 shipped in the `pocketsphinx` wheel), and offers the cruder fallback of spreading the words over the voiced part of
-the audio, which callers use only when they ask for it.
+the audio: the feature extractor's `"proportional"` aligner, and its counted fallback for training data that
+pocketsphinx cannot align (`CMBertFeatureExtractor.word_features(spread_unaligned=True)`).
 
 It ships as remote code beside the feature extractor, so it imports only numpy and the standard library;
 pocketsphinx is imported when an alignment is first asked for.
@@ -40,6 +41,11 @@ class AlignmentError(ValueError):
     """The words could not be aligned to the audio; the message names the word at fault."""
 
 
+# pocketsphinx carries state from one decode to the next (the first attempt of an utterance placed its words
+# differently after different predecessors), which would make an alignment depend on what the process aligned
+# before: a training map vs one clip at inference. Every utterance is preceded by this same short decode of
+# silence, after which the alignments measured the same whatever came before.
+SETTLE_SECONDS, SETTLE_TEXT = 0.5, "the"
 _decoder = None
 _decoder_lock = threading.Lock()
 
@@ -105,12 +111,10 @@ def align_words(
                     "for this utterance, or spell the word as the dictionary does"
                 )
         waveform16 = _resample(waveform, sampling_rate, SAMPLING_RATE)
+        _decode(decoder, np.zeros(round(SETTLE_SECONDS * SAMPLING_RATE)), SETTLE_TEXT)
         for head, tail, trailing_silence in ATTEMPTS:
-            pcm = _to_int16(np.pad(waveform16, (round(head * SAMPLING_RATE), round(tail * SAMPLING_RATE))))
-            decoder.set_align_text(" ".join(decoder_words) + (" <sil>" if trailing_silence else ""))
-            decoder.start_utt()
-            decoder.process_raw(pcm.tobytes(), full_utt=True)
-            decoder.end_utt()
+            padded = np.pad(waveform16, (round(head * SAMPLING_RATE), round(tail * SAMPLING_RATE)))
+            _decode(decoder, padded, " ".join(decoder_words) + (" <sil>" if trailing_silence else ""))
             # Pronunciation variants come back as "word(2)"; a failed search gives no segmentation at all.
             segments = [(seg.word.split("(")[0], seg.start_frame, seg.end_frame) for seg in decoder.seg() or []]
             placed = [segment for segment in segments if segment[0] not in NON_WORDS]
@@ -166,21 +170,12 @@ def spread_words(
     return [(word, float(a), float(b)) for word, a, b in zip(words, bounds[:-1], bounds[1:], strict=True)]
 
 
-def align_or_spread(
-    waveform: np.ndarray, words: list[str], sampling_rate: int = SAMPLING_RATE
-) -> tuple[list[tuple[str, float, float]], bool]:
-    """
-    [`align_words`], falling back to [`spread_words`] when alignment fails (the reason is logged as a warning).
-
-    Returns:
-        `tuple`: the timings, and whether they come from the aligner (`False`: spread); count the `False`s to report
-        how many utterances fell back.
-    """
-    try:
-        return align_words(waveform, words, sampling_rate), True
-    except AlignmentError as error:
-        logger.warning(f"alignment failed, spreading the words instead: {error}")
-        return spread_words(waveform, words, sampling_rate), False
+def _decode(decoder, waveform16: np.ndarray, text: str) -> None:
+    """Aligns `text` to a 16 kHz waveform (dithered to int16); the result is in `decoder.seg()`."""
+    decoder.set_align_text(text)
+    decoder.start_utt()
+    decoder.process_raw(_to_int16(waveform16).tobytes(), full_utt=True)
+    decoder.end_utt()
 
 
 def _check_waveform(waveform) -> np.ndarray:
@@ -209,4 +204,4 @@ def _to_int16(waveform: np.ndarray) -> np.ndarray:
     return np.clip(np.round(waveform * 32767 + noise), -32768, 32767).astype(np.int16)
 
 
-__all__ = ["AlignmentError", "align_words", "spread_words", "align_or_spread", "normalize_word"]
+__all__ = ["AlignmentError", "align_words", "spread_words", "normalize_word"]

@@ -180,20 +180,26 @@ def _evaluate(args) -> None:
     from datasets.exceptions import ManualDownloadError
 
     from dataset_script import load_mosi
+    from dataset_script.mosi import config_options
 
     check_model_location(args.model)  # before the data is prepared
     try:
-        split = load_mosi(args.data, data_dir=args.data_dir, cache_dir=args.cache_dir)[args.split]
+        options = config_options(args.dataset_options)
+    except ValueError as error:
+        raise CLIError(f"--dataset-options: {error}") from error
+    try:
+        split = load_mosi(args.data, data_dir=args.data_dir, cache_dir=args.cache_dir, **options)[args.split]
     except ManualDownloadError as error:  # its first line names the builder's argument, not this command's
         raise CLIError(f"--data {args.data} needs --data-dir: {' '.join(str(error).splitlines()[1:])}") from error
     if args.max_samples is not None:
         split = split.select(range(min(args.max_samples, len(split))))
     pipe = load_pipeline(args.model, args.trust_remote_code)
+    split = _recordings_to_features(pipe, split, args.timings_column)
 
     def examples():
         for row in split:
             example = {"text": row["text"]}
-            if row["audio_level"] != "none" and len(row["audio"]) > 0:
+            if row["audio_level"] not in ("none", "waveform") and len(row["audio"]) > 0:
                 example.update(audio_features=row["audio"], audio_level=row["audio_level"])
             yield example
 
@@ -203,9 +209,31 @@ def _evaluate(args) -> None:
     classes = [type(part) for part in (pipe.model, pipe.processor, pipe.processor.feature_extractor)]
     names = ", ".join(f"{c.__module__}.{c.__name__}" for c in classes)
     print(f"{args.data} {args.split}: {len(split)} utterances; {names}")
+    if "word_timing" in split.column_names:
+        counts = {how: split["word_timing"].count(how) for how in ("given", "aligned", "spread")}
+        print("word timings: " + ", ".join(f"{n} {how}" for how, n in counts.items()))
     print("| metric | value |\n|---|---|")
     for name, value in metrics.items():
         print(f"| {name} | {value:.4f} |")
+
+
+def _recordings_to_features(pipe, split, timings_column):
+    """A split of recordings with the model's word features in `audio`, extracted as train.py extracted its
+    training data (the processor's `extract_word_features`: timings where given, else aligned, spread where
+    alignment fails) and normalised with the saved statistics; other splits as they are (a model trained without
+    audio reads only the text)."""
+    from .processing_cmbert import CMBertProcessor
+
+    if not CMBertProcessor.has_raw_audio(split):
+        return split
+    config = pipe.model.config
+    if config.audio_feature_source == "none":
+        return split.remove_columns("audio")
+    processor = pipe.processor
+    processor.check_raw_audio(config.audio_feature_source, config.audio_feature_names, config.audio_feature_size)
+    timings = timings_column if timings_column in split.column_names else None
+    extracted = processor.extract_word_features(split, timings_column=timings, spread_unaligned=True)
+    return processor.normalize_word_features(extracted)
 
 
 def _explain(args) -> None:
@@ -272,6 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", choices=["train", "validation", "test"])
     evaluate.add_argument("--max-samples", type=int, help="Score only the split's first N utterances.")
     evaluate.add_argument("--cache-dir", help="The datasets cache (defaults to HF_DATASETS_CACHE).")
+    evaluate.add_argument(
+        "--dataset-options", help="MosiConfig fields, as train.py's --dataset_options (e.g. '{train_size: 800}').",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--timings-column", default="word_timings",
+        help="Recordings: the column of word timings, as train.py's --timings_column (rows without are aligned).",
+    )  # fmt: skip
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.set_defaults(func=_user_errors(_evaluate))
 

@@ -64,8 +64,10 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
     - `"energy_peak"`: its loudest frame's energy in dB.
 
     Words without timings are aligned by `aligner`: `"pocketsphinx"` (forced alignment, `alignment_cmbert.py`)
-    or `"proportional"` (the span from the first to the last non-silent frame split in proportion to the words'
-    character lengths: ignores pauses and speaking rate).
+    or `"proportional"` (`alignment_cmbert.spread_words`: the span from the first to the last non-silent frame
+    split in proportion to the words' character lengths; ignores pauses and speaking rate). An utterance
+    pocketsphinx cannot align is an error, except in training data extraction (`spread_unaligned=True`), where it
+    is spread proportionally and counted.
 
     Args:
         features (`list[str]`, *optional*, defaults to `DEFAULT_FEATURES`):
@@ -222,7 +224,9 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
             outputs.append(self.normalize(features) if do_normalize else features.astype(np.float32))
         return BatchFeature({"word_features": outputs if batched else outputs[0]})
 
-    def word_features(self, audio, annotation, sampling_rate=None, name=None) -> np.ndarray:
+    def word_features(
+        self, audio, annotation, sampling_rate=None, name=None, spread_unaligned=False, return_timing=False
+    ):
         """
         Unnormalised word features of one utterance: the step shared by `__call__` (pipeline, CLI) and
         [`CMBertProcessor.extract_word_features`] (training data).
@@ -232,9 +236,15 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
             annotation: its word timings `(word, start_s, end_s)` or its words (strings).
             sampling_rate (`int`, *optional*): rate of a bare waveform.
             name (`str`, *optional*): how errors name this input; defaults to its path or "waveform".
+            spread_unaligned (`bool`, *optional*, defaults to `False`):
+                When pocketsphinx cannot align the words, spread them over the voiced span (with a warning naming
+                the input) instead of raising: for training data, where one bad utterance must not stop the run.
+            return_timing (`bool`, *optional*, defaults to `False`):
+                Also return where the word spans came from: `"given"`, `"aligned"` (pocketsphinx), `"spread"`
+                (pocketsphinx failed) or `"proportional"` (the proportional aligner).
 
         Returns:
-            `np.ndarray`: float64 `[n_words, feature_size]`.
+            `np.ndarray`: float64 `[n_words, feature_size]`; with `return_timing`, a tuple `(features, timing)`.
         """
         waveform, name = self._load(audio, sampling_rate, name)
         if not annotation:
@@ -256,11 +266,11 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
             )
         frame_times = np.arange(len(energy)) * self.hop_length / self.sampling_rate
         if timed:
-            timings = self._check_timings(annotation, duration, name)
+            timings, timing = self._check_timings(annotation, duration, name), "given"
         elif self.aligner == "pocketsphinx":
-            timings = self._align(waveform, annotation, name)
+            timings, timing = self._align(waveform, annotation, name, spread_unaligned)
         else:
-            timings = self._spread(annotation, energy, frame_times)
+            timings, timing = self._spread(waveform, annotation), "proportional"
         out = np.stack([self._pool(frames, frame_times, start, end) for _, start, end in timings])
         bad = ~np.isfinite(out)
         if bad.any():
@@ -268,7 +278,7 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(
                 f"The audio {name}: feature {self.features[feature]!r} of word {timings[word][0]!r} is not finite."
             )
-        return out
+        return (out, timing) if return_timing else out
 
     def fit_normalization(self, word_features):
         """
@@ -425,22 +435,22 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
             timings.append((word, float(start), float(end)))
         return timings
 
-    def _align(self, waveform, words, name):
+    def _align(self, waveform, words, name, spread_unaligned):
         from .alignment_cmbert import AlignmentError, align_words
 
         try:
             timings = align_words(waveform, words, sampling_rate=self.sampling_rate)
         except AlignmentError as err:
-            raise ValueError(f"The audio {name}: {err} (pass word timings, or use aligner='proportional')") from err
-        return self._check_timings(timings, len(waveform) / self.sampling_rate, name)
+            if not spread_unaligned:
+                raise ValueError(f"The audio {name}: {err} (pass word timings, or use aligner='proportional')") from err
+            logger.warning(f"The audio {name}: {err}; its words are spread over its voiced span instead.")
+            return self._spread(waveform, words), "spread"
+        return self._check_timings(timings, len(waveform) / self.sampling_rate, name), "aligned"
 
-    def _spread(self, words, energy, frame_times):
-        """Spans covering the non-silent part of the audio, split in proportion to each word's length."""
-        loud = np.flatnonzero(energy >= energy.max() - self.silence_threshold_db)
-        start, end = frame_times[loud[0]], frame_times[loud[-1]] + self.hop_length / self.sampling_rate
-        lengths = np.array([max(len(word), 1) for word in words], dtype=np.float64)
-        bounds = start + (end - start) * np.concatenate([[0.0], np.cumsum(lengths)]) / max(lengths.sum(), 1.0)
-        return list(zip(words, bounds[:-1], bounds[1:], strict=True))
+    def _spread(self, waveform, words):
+        from .alignment_cmbert import spread_words
+
+        return spread_words(waveform, words, self.sampling_rate, self.silence_threshold_db)
 
 
 __all__ = ["CMBertFeatureExtractor"]

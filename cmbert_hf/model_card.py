@@ -101,6 +101,9 @@ def write_model_card(
         text_encoder=config.text_config.model_type,
         label_range=[int(bound) for bound in LABEL_RANGE],
         audio_feature_size=config.audio_feature_size,
+        # Features extracted from recordings (train.py's audio_record, alignment_counts); None otherwise.
+        audio=results.get("audio"),
+        alignment=results.get("alignment"),
         seed=results["seed"],
         modalities="text" if model["text_only"] else "text + audio",
         test_samples=results["samples"]["test"],

@@ -190,13 +190,22 @@ class CMBertProcessor(ProcessorMixin):
             )
 
     def extract_word_features(
-        self, dataset, audio_column="audio", text_column="text", timings_column=None, num_proc=None, batch_size=16
+        self,
+        dataset,
+        audio_column="audio",
+        text_column="text",
+        timings_column=None,
+        spread_unaligned=False,
+        num_proc=None,
+        batch_size=16,
     ):
         """
         Adds a `"word_features"` column of *unnormalised* word features `[n_words, feature_size]` to a
-        `datasets.Dataset`, with `Dataset.map` (batched, in `num_proc` processes). The map is cached under a
-        fingerprint of the data, the columns, the extractor's settings (not its normalisation) and its source code,
-        so that a second run loads the cached result and changed settings recompute.
+        `datasets.Dataset`, with `Dataset.map` (batched, in `num_proc` processes), and a `"word_timing"` column
+        saying where each row's word spans came from (`"given"`, `"aligned"`, `"spread"` or `"proportional"`, see
+        [`CMBertFeatureExtractor.word_features`]). The map is cached under a fingerprint of the data, the columns,
+        the extractor's settings (not its normalisation) and its source code, so that a second run loads the
+        cached result and changed settings recompute.
 
         Args:
             dataset (`datasets.Dataset`):
@@ -206,7 +215,10 @@ class CMBertProcessor(ProcessorMixin):
             text_column (`str`, *optional*, defaults to `"text"`): the transcript's column (words split on white space).
             timings_column (`str`, *optional*):
                 A column of word timings (`{"word", "start", "end"}` dicts or `(word, start_s, end_s)` per word);
-                without one the extractor's `aligner` times the words.
+                the extractor's `aligner` times the words of rows without (a null value, or no such column).
+            spread_unaligned (`bool`, *optional*, defaults to `False`):
+                Spread the words of an utterance pocketsphinx cannot align instead of raising (training data);
+                count the `"spread"` rows of `"word_timing"` to report them.
             num_proc (`int`, *optional*): processes for `Dataset.map`.
             batch_size (`int`, *optional*, defaults to 16): rows per map batch.
 
@@ -214,22 +226,27 @@ class CMBertProcessor(ProcessorMixin):
             `datasets.Dataset`: `dataset` plus `"word_features"`.
         """
         audio_type = dataset.features.get(audio_column)
-        if audio_type is None or text_column not in dataset.features:
-            raise ValueError(
-                f"The dataset needs the columns {audio_column!r} and {text_column!r}; it has {list(dataset.features)}."
-            )
+        needed = [audio_column, text_column] + ([timings_column] if timings_column else [])
+        if any(name not in dataset.features for name in needed):
+            raise ValueError(f"The dataset needs the columns {needed}; it has {list(dataset.features)}.")
         if type(audio_type).__name__ == "Audio" and audio_type.decode:
             # The extractor reads the stored bytes itself (soundfile + its resampler), as it reads files at inference.
             dataset = dataset.cast_column(audio_column, type(audio_type)(decode=False))
         columns = {"audio_column": audio_column, "text_column": text_column, "timings_column": timings_column}
+        # A loaded extractor also records its classes (auto_map, processor_class): not settings, so that
+        # `cmbert evaluate` on the saved folder finds the features training extracted from the same split.
+        settings = {
+            key: value for key, value in self.feature_extractor.extraction_settings().items()
+            if key not in ("auto_map", "processor_class")
+        } | {"spread_unaligned": spread_unaligned}  # fmt: skip
         return dataset.map(
             _extract_batch,
             batched=True,
             batch_size=batch_size,
             with_indices=True,
             num_proc=num_proc,
-            fn_kwargs={"extractor": self.feature_extractor, **columns},
-            new_fingerprint=_fingerprint(dataset, columns, self.feature_extractor.extraction_settings(), _source_hash(self.feature_extractor)),
+            fn_kwargs={"extractor": self.feature_extractor, "spread_unaligned": spread_unaligned, **columns},
+            new_fingerprint=_fingerprint(dataset, columns, settings, _source_hash(self.feature_extractor)),
             desc="extract word features",
         )
 
@@ -260,8 +277,9 @@ class CMBertProcessor(ProcessorMixin):
 
     def prepare_audio_splits(self, splits, fit_split="train", timings_column=None, num_proc=None):
         """
-        Featurises raw-audio data splits for training: extracts word features from every split, fits the
-        normalisation on `fit_split` only, then normalises every split.
+        Featurises raw-audio data splits for training: extracts word features from every split (utterances
+        pocketsphinx cannot align are spread, see `spread_unaligned`), fits the normalisation on `fit_split` only,
+        then normalises every split.
 
         Args:
             splits (`datasets.DatasetDict`): splits with `"audio"` and `"text"` columns.
@@ -271,10 +289,12 @@ class CMBertProcessor(ProcessorMixin):
 
         Returns:
             The same kind of mapping, each split with normalised word features in `"audio"` (`"audio_level"`
-            `"word"`); the feature extractor is fitted.
+            `"word"`) and the `"word_timing"` column; the feature extractor is fitted.
         """
         extracted = {
-            name: self.extract_word_features(split, timings_column=timings_column, num_proc=num_proc)
+            name: self.extract_word_features(
+                split, timings_column=timings_column, spread_unaligned=True, num_proc=num_proc
+            )
             for name, split in splits.items()
         }
         self.feature_extractor.fit_normalization(extracted[fit_split]["word_features"])
@@ -312,22 +332,25 @@ class CMBertProcessor(ProcessorMixin):
         return table[word_ids + 1]
 
 
-def _extract_batch(batch, indices, extractor, audio_column, text_column, timings_column):
+def _extract_batch(batch, indices, extractor, audio_column, text_column, timings_column, spread_unaligned):
     """`Dataset.map` function of `extract_word_features` (module level so that worker processes can load it)."""
-    word_features = []
+    word_features, word_timing = [], []
     for i, index in enumerate(indices):
         audio = batch[audio_column][i]
         path = audio.get("path") if isinstance(audio, dict) else audio if isinstance(audio, str) else None
         name = f"row {index}" + (f" ({path})" if path else "")
-        if timings_column is None:
+        annotation = batch[timings_column][i] if timings_column in batch else None
+        if annotation is None:
             try:
                 annotation = _split_words(batch[text_column][i], is_split_into_words=False)
             except ValueError as err:
                 raise ValueError(f"{name}: {err}") from err
-        else:
-            annotation = batch[timings_column][i]
-        word_features.append(extractor.word_features(audio, annotation, name=name).astype(np.float32))
-    return {"word_features": word_features}
+        features, timing = extractor.word_features(
+            audio, annotation, name=name, spread_unaligned=spread_unaligned, return_timing=True
+        )
+        word_features.append(features.astype(np.float32))
+        word_timing.append(timing)
+    return {"word_features": word_features, "word_timing": word_timing}
 
 
 def _normalize_batch(batch, extractor):

@@ -287,7 +287,7 @@ class SearchTrainer(CMBertTrainer):
 def build_search_trainer(model_args, data_args, training_args, space, script, callbacks=None) -> SearchTrainer:
     """The trials' Trainer on train and validation (the test split is not read), its checkpoints under
     `output_dir/search`."""
-    processor, splits = script.prepare_data(model_args, data_args, training_args, ("train", "validation"))
+    processor, splits, _ = script.prepare_data(model_args, data_args, training_args, ("train", "validation"))
     args = copy.deepcopy(training_args)
     args.output_dir = os.path.join(training_args.output_dir, "search")
     trainer = script.build_trainer(

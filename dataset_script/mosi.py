@@ -15,11 +15,12 @@ installed `dataset_script` package, so it also loads as a stand-alone module nam
 """
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import datasets
 import pyarrow as pa
+import yaml
 from datasets.exceptions import ManualDownloadError
 
 from cmbert_hf.configuration_cmbert import LABEL7_NAMES, sentiment_class
@@ -362,6 +363,32 @@ class MosiRecordings(datasets.ArrowBasedBuilder):
         yield 0, table
 
 
+# MosiConfig's own fields (name, data_dir, ... belong to datasets' BuilderConfig and are given apart).
+CONFIG_OPTIONS = sorted({f.name for f in fields(MosiConfig)} - {f.name for f in fields(datasets.BuilderConfig)})
+
+
+def config_options(options) -> dict:
+    """
+    `MosiConfig` fields for `load_mosi`, given as a mapping or a YAML / JSON string (`train.py --dataset_options`,
+    `cmbert evaluate --dataset-options`), e.g. `"{train_size: 800, seed: 1}"`.
+
+    Raises:
+        `ValueError`: not a mapping, or a field `MosiConfig` does not have (the message lists those it has).
+    """
+    if isinstance(options, str):
+        try:
+            options = yaml.safe_load(options)
+        except yaml.YAMLError as error:
+            raise ValueError(f"dataset options are not a YAML/JSON mapping: {error}") from error
+    options = options or {}
+    if not isinstance(options, dict):
+        raise ValueError(f"dataset options must be a mapping of MosiConfig fields, got {options!r}")
+    unknown = sorted(set(options) - set(CONFIG_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown dataset options {unknown}; MosiConfig's fields are {CONFIG_OPTIONS}")
+    return options
+
+
 def load_mosi(config: str = "text", data_dir=None, cache_dir=None, download_mode=None, **config_kwargs) -> datasets.DatasetDict:
     """Builds (or reuses from `cache_dir`) one config and returns its train / validation / test splits.
 
@@ -379,4 +406,6 @@ def load_mosi(config: str = "text", data_dir=None, cache_dir=None, download_mode
     return builder.as_dataset()
 
 
-__all__ = ["Mosi", "MosiRecordings", "MosiConfig", "load_mosi", "LABEL7_NAMES", "CITATION", "DESCRIPTION"]
+__all__ = [
+    "Mosi", "MosiRecordings", "MosiConfig", "load_mosi", "config_options", "LABEL7_NAMES", "CITATION", "DESCRIPTION",
+]  # fmt: skip

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from cmbert_hf.alignment_cmbert import AlignmentError, align_or_spread, align_words, spread_words
+from cmbert_hf.alignment_cmbert import AlignmentError, align_words, spread_words
+from cmbert_hf.feature_extraction_cmbert import CMBertFeatureExtractor
 from speech import speak
 
 
@@ -49,16 +50,27 @@ def test_unknown_word_is_named(spoken):
 
 
 def test_mismatched_transcript_is_an_error_or_a_counted_fallback(spoken):
-    speech, _ = spoken[0]
+    speech, words = spoken[0]
     # A transcript three times longer than what is said cannot be placed in full.
-    words = ("the acting was so boring and the plot is dull " * 3).split()
+    wrong = ("the acting was so boring and the plot is dull " * 3).split()
     with pytest.raises(AlignmentError, match=r"placed \d+ of 30 words and lost"):
-        align_words(speech.waveform, words, speech.sampling_rate)
-    timings, aligned = align_or_spread(speech.waveform, words, speech.sampling_rate)
-    assert not aligned
-    assert timings == spread_words(speech.waveform, words, speech.sampling_rate)
-    ok_timings, ok = align_or_spread(speech.waveform, spoken[0][1], speech.sampling_rate)
-    assert ok and ok_timings == align_words(speech.waveform, spoken[0][1], speech.sampling_rate)
+        align_words(speech.waveform, wrong, speech.sampling_rate)
+    extractor = CMBertFeatureExtractor(do_normalize=False)
+    # Inference names the input; training data extraction spreads the words instead, and says so.
+    with pytest.raises(ValueError, match=r"clip\.wav: the aligner placed \d+ of 30 words"):
+        extractor.word_features(speech.waveform, wrong, speech.sampling_rate, name="clip.wav")
+    features, timing = extractor.word_features(
+        speech.waveform, wrong, speech.sampling_rate, spread_unaligned=True, return_timing=True
+    )
+    assert timing == "spread"
+    at_16k = extractor._load(speech.waveform, speech.sampling_rate, None)[0]
+    np.testing.assert_array_equal(features, extractor.word_features(at_16k, spread_words(at_16k, wrong)))
+    # An utterance that aligns is not spread, with or without the fallback.
+    aligned, timing = extractor.word_features(
+        speech.waveform, words, speech.sampling_rate, spread_unaligned=True, return_timing=True
+    )
+    assert timing == "aligned"
+    np.testing.assert_array_equal(aligned, extractor.word_features(speech.waveform, words, speech.sampling_rate))
 
 
 def test_spread_covers_the_voiced_span_in_proportion_to_word_length(spoken):

@@ -233,7 +233,8 @@ def test_extract_word_features_maps_the_extractor_over_the_rows(tmp_path, tokeni
     processor = CMBertProcessor(CMBertFeatureExtractor(aligner="proportional"), tokenizer)
     extractor = processor.feature_extractor
     out = processor.extract_word_features(data, timings_column="word_timings")
-    assert out.column_names == ["audio", "text", "word_timings", "word_features"]
+    assert out.column_names == ["audio", "text", "word_timings", "word_features", "word_timing"]
+    assert out["word_timing"] == ["given"] * len(data)
     for row in out:
         expected = extractor.word_features(row["audio"], timed(row)).astype(np.float32)
         np.testing.assert_array_equal(np.asarray(row["word_features"], np.float32), expected)
@@ -244,9 +245,15 @@ def test_extract_word_features_maps_the_extractor_over_the_rows(tmp_path, tokeni
     np.testing.assert_allclose(np.concatenate(typed["word_features"]), np.concatenate(out["word_features"]), atol=1e-4)
     # Without timings the extractor's aligner times the text's words.
     untimed = processor.extract_word_features(data)
+    assert untimed["word_timing"] == ["proportional"] * len(data)
     for row in untimed:
         expected = extractor.word_features(row["audio"], row["text"].split()).astype(np.float32)
         np.testing.assert_array_equal(np.asarray(row["word_features"], np.float32), expected)
+    # So are the words of rows whose timings are null, row by row.
+    partly = data.map(lambda row, i: {"word_timings": row["word_timings"] if i else None}, with_indices=True)
+    mixed = processor.extract_word_features(partly, timings_column="word_timings")
+    assert mixed["word_timing"] == ["proportional", "given", "given"]
+    assert mixed["word_features"] == untimed["word_features"][:1] + out["word_features"][1:]
 
 
 def test_second_extraction_is_a_cache_hit_and_changed_settings_recompute(on_disk, tokenizer, monkeypatch):
@@ -287,7 +294,7 @@ def test_prepare_audio_splits_fits_on_train_only(tmp_path, tokenizer):
     np.testing.assert_allclose(extractor.feature_mean, train.mean(axis=0), rtol=1e-6)
     np.testing.assert_allclose(extractor.feature_std, std, rtol=1e-6)
     for name, split in out.items():
-        assert sorted(split.column_names) == ["audio", "audio_level", "text", "word_timings"]
+        assert sorted(split.column_names) == ["audio", "audio_level", "text", "word_timing", "word_timings"]
         assert split["audio_level"] == ["word"] * len(split)
         for row, features in zip(split, raw[name], strict=True):
             np.testing.assert_allclose(row["audio"], (features - train.mean(axis=0)) / std, atol=1e-4)
@@ -301,8 +308,10 @@ def test_extraction_errors_name_the_row_and_file(tmp_path, tokenizer):
     processor = CMBertProcessor(CMBertFeatureExtractor(aligner="proportional"), tokenizer)
     with pytest.raises(ValueError, match=r"row 1 \(.*cut\.wav\) lasts 0\.001 s, too short for its 2 word"):
         processor.extract_word_features(data)
-    with pytest.raises(ValueError, match=r"needs the columns 'audio' and 'transcript'"):
+    with pytest.raises(ValueError, match=r"needs the columns \['audio', 'transcript'\]"):
         processor.extract_word_features(data, text_column="transcript")
+    with pytest.raises(ValueError, match=r"needs the columns \['audio', 'text', 'timings'\]"):
+        processor.extract_word_features(data, timings_column="timings")
 
 
 def test_has_raw_audio(tmp_path):

@@ -12,6 +12,7 @@ from test_processor import TIMINGS, TONE, recordings, timed
 from transformers import pipeline
 
 from cmbert_hf import CMBertFeatureExtractor, CMBertSentimentPipeline
+from cmbert_hf import alignment_cmbert as alignment
 from cmbert_hf.feature_extraction_cmbert import DEFAULT_FEATURES
 from cmbert_hf.pipeline_cmbert import TASK
 
@@ -67,3 +68,90 @@ def test_precomputed_configs_record_their_source(dataset_config, use_audio, expe
     same, provenance = train.featurize_audio(raw, dataset_config, extractor, None, use_audio, None)
     assert same is raw and provenance == {"audio_feature_source": expected, "audio_feature_names": None}
     assert not extractor.is_fitted
+
+
+SPOKEN_OPTIONS = "{train_size: 6, validation_size: 3, test_size: 3, cross_modal_fraction: 0.5}"
+
+
+@pytest.fixture(scope="module")
+def spoken_run(tmp_path_factory, tiny_checkpoint, dataset_cache, tiny_args):
+    """A tiny run on a tiny `spoken` corpus, trained from its FLAC files; pocketsphinx is made to fail on the first
+    training utterance, which must then be spread and counted."""
+    from dataset_script.spoken import plan_split
+
+    folder = tmp_path_factory.mktemp("spoken-run")
+    corpus, out = folder / "corpus", folder / "run"
+    unaligned = plan_split("train", 6, 0, 0.5)[0]["words"]
+    align_words, failed = alignment.align_words, []
+
+    def failing(waveform, words, *args, **kwargs):
+        if list(words) == unaligned and not failed:  # the train split is extracted first, in one process
+            failed.append(words)
+            raise alignment.AlignmentError("made to fail by the test")
+        return align_words(waveform, words, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(alignment, "align_words", failing)
+        train.main(tiny_args(
+            tiny_checkpoint, dataset_cache, out, "--dataset_config", "spoken", "--data_dir", str(corpus),
+            "--dataset_options", SPOKEN_OPTIONS, "--preprocessing_num_workers", "1", "--num_train_epochs", "1",
+        ))  # fmt: skip
+    return corpus, out, dataset_cache
+
+
+def test_a_spoken_run_counts_the_utterances_pocketsphinx_could_not_align(spoken_run):
+    corpus, out, _ = spoken_run
+    # The other utterances, aligned here from their files (pocketsphinx fails on some espeak utterances itself).
+    extractor, expected = CMBertFeatureExtractor(do_normalize=False), {}
+    rows = [json.loads(line) for line in (corpus / "metadata.jsonl").read_text().splitlines()]
+    for i, row in enumerate(rows):
+        timing = "spread" if i == 0 else extractor.word_features(
+            str(corpus / row["file_name"]), row["text"].split(), spread_unaligned=True, return_timing=True
+        )[1]  # fmt: skip
+        expected.setdefault(row["split"], {}).setdefault(timing, 0)
+        expected[row["split"]][timing] += 1
+    results = json.loads((out / "results.json").read_text())
+    alignment_counts = results["alignment"]
+    assert alignment_counts["per_split"] == expected and alignment_counts["per_split"]["train"]["spread"] >= 1
+    spread = sum(split.get("spread", 0) for split in expected.values())
+    assert alignment_counts == {"given": 0, "aligned": 12 - spread, "spread": spread, "per_split": expected}
+    assert results["audio"]["aligner"] == "pocketsphinx" and results["audio"]["features"] == list(DEFAULT_FEATURES)
+    card = (out / "README.md").read_text()
+    assert f"0 given, {12 - spread} aligned,\n{spread} spread" in card and ", ".join(DEFAULT_FEATURES) in card
+
+
+def test_predict_on_a_test_clip_scores_as_the_evaluation_of_that_clip(spoken_run, capsys, monkeypatch):
+    from cmbert_hf import cli
+
+    corpus, out, cache = spoken_run
+    rows = [json.loads(line) for line in (corpus / "metadata.jsonl").read_text().splitlines()]
+    test_rows = [row for row in rows if row["split"] == "test"]
+    evaluated = json.loads((out / "test_predictions.json").read_text())
+    scores = []
+    for row in test_rows:
+        args = ["predict", "--model", str(out), "--trust-remote-code", "--audio", str(corpus / row["file_name"])]
+        assert cli.main([*args, "--text", row["text"]]) == 0
+        scores.append(json.loads(capsys.readouterr().out)["score"])
+    assert scores == pytest.approx(evaluated, abs=1e-5)
+    # `cmbert evaluate` extracts the split's features as training did, and scores it as training did.
+    assert cli.main(["evaluate", "--model", str(out), "--trust-remote-code", "--data", "spoken", "--data-dir",
+                     str(corpus), "--cache-dir", str(corpus.parent / "cache")]) == 0
+    printed = capsys.readouterr().out
+    assert "spoken test: 3 utterances" in printed and "word timings: 0 given, 3 aligned, 0 spread" in printed
+    mae = float(next(line for line in printed.splitlines() if line.startswith("| mae |")).split("|")[2])
+    assert mae == pytest.approx(json.loads((out / "results.json").read_text())["test"]["test_mae"], abs=1e-4)
+    # On training's data cache and corpus options it reuses the features training extracted: nothing is extracted.
+    calls = []
+    monkeypatch.setattr(CMBertFeatureExtractor, "word_features", lambda *args, **kwargs: calls.append(args))
+    assert cli.main(["evaluate", "--model", str(out), "--data", "spoken", "--data-dir", str(corpus), "--cache-dir",
+                     str(cache), "--dataset-options", SPOKEN_OPTIONS]) == 0
+    assert calls == [] and f"| mae | {mae:.4f} |" in capsys.readouterr().out
+
+
+def test_dataset_options_are_checked():
+    assert train.dataset_options("{train_size: 8}") == {"train_size": 8}
+    assert train.dataset_options('{"seed": 2}') == {"seed": 2} and train.dataset_options(None) == {}
+    with pytest.raises(train.ArgumentError, match=r"unknown dataset options \['train_sise'\]; MosiConfig's fields"):
+        train.dataset_options({"train_sise": 8})
+    with pytest.raises(train.ArgumentError, match="must be a mapping"):
+        train.dataset_options("[1, 2]")
