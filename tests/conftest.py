@@ -80,9 +80,7 @@ def dataset_cache(tmp_path_factory):
 
 def _tiny_args(checkpoint, cache, output_dir, *extra):
     return [
-        "--config", str(ROOT / "configs/demo.yaml"),
-        "--dataset_config", "synthetic",
-        "--data_dir", "",  # the demo's corpus folder is the spoken config's
+        "--config", str(ROOT / "configs/synthetic.yaml"),
         "--model_name_or_path", str(checkpoint),
         "--dataset_cache_dir", str(cache),
         "--output_dir", str(output_dir),

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import train  # noqa: E402
 
-DEMO = str(ROOT / "configs/demo.yaml")
+DEMO = str(ROOT / "configs/synthetic.yaml")
 
 
 def untrainable(tmp_path) -> list[str]:
