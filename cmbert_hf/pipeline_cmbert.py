@@ -8,13 +8,12 @@ It imports only numpy, torch, transformers and the config file beside it, so it 
 model files: the model and the processor come from the Auto classes, never from this package.
 """
 
-import numpy as np
 import torch
 
 from transformers import Pipeline
 from transformers.utils import logging
 
-from .configuration_cmbert import LABEL7_NAMES, LABEL_RANGE, MAX_LENGTH, sentiment_class
+from .configuration_cmbert import LABEL7_NAMES, MAX_LENGTH, sentiment_class
 
 
 logger = logging.get_logger(__name__)
