@@ -114,7 +114,11 @@ class RunArguments:
     )
     freeze_embeddings: bool = field(default=True, metadata={"help": "Freeze the word-piece embeddings (paper)."})
     fusion_learning_rate: float = field(default=0.01, metadata={"help": "Learning rate of the fusion weights."})
-    attn_implementation: str = field(default="sdpa", metadata={"help": "`sdpa` or `eager` for the text encoder."})
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "The text encoder's attention (`sdpa`, `eager`, ...); default: transformers' choice, SDPA "
+                  "where the encoder has it (DeBERTa-v2 has not: eager)."},
+    )
 
 
 def model_arguments(config_class=CMBertConfig):

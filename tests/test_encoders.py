@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -288,6 +289,14 @@ REMOTE_LOAD = textwrap.dedent(
 )
 
 
+def _remote_load(folders, tmp_path) -> dict:
+    """Each folder's weights and logits (on its `inputs.pt`) as loaded from its own code in a fresh process."""
+    subprocess.run(
+        [sys.executable, "-c", REMOTE_LOAD, str(tmp_path / "out.pt"), *folders], check=True, cwd=tmp_path, timeout=300
+    )
+    return torch.load(tmp_path / "out.pt")
+
+
 def test_every_family_round_trips_as_remote_code_in_a_fresh_process(families, tmp_path):
     expected = {}
     for family in FAMILIES:
@@ -299,12 +308,38 @@ def test_every_family_round_trips_as_remote_code_in_a_fresh_process(families, tm
         torch.save(inputs, folder + "/inputs.pt")
         with torch.no_grad():
             expected[folder] = model.state_dict(), model(**inputs).logits
-    subprocess.run(
-        [sys.executable, "-c", REMOTE_LOAD, str(tmp_path / "out.pt"), *expected], check=True, cwd=tmp_path, timeout=300
-    )
-    remote = torch.load(tmp_path / "out.pt")
+    remote = _remote_load(expected, tmp_path)
     for folder, (state, logits) in expected.items():
         assert remote[folder]["state"].keys() == state.keys(), folder
         for key, value in state.items():
             assert torch.equal(remote[folder]["state"][key], value), (folder, key)
+        torch.testing.assert_close(remote[folder]["logits"], logits, rtol=0, atol=1e-6)
+
+
+def test_train_py_fine_tunes_saves_and_reloads_every_family(families, tiny_args, dataset_cache, tmp_path):
+    """train.py end to end over each family's encoder checkpoint (the tiny synthetic run): it trains, and the saved
+    folder reloads as remote code in a fresh process with the weights and outputs it was saved with."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import train
+
+    expected = {}
+    for family in FAMILIES:
+        tokenizer, text_config = families[family]
+        checkpoint = tmp_path / f"{family}-encoder"
+        torch.manual_seed(0)
+        AutoModel.from_config(text_config).save_pretrained(checkpoint)
+        tokenizer.save_pretrained(checkpoint)
+        folder = tmp_path / f"{family}-run"
+        few = ("--max_train_samples", "16", "--max_eval_samples", "8", "--num_train_epochs", "1")
+        metrics = train.main(tiny_args(checkpoint, dataset_cache, folder, *few))
+        assert metrics["train"]["train_loss"] > 0 and np.isfinite(metrics["test"]["test_mae"]), family
+        saved = CMBertForSequenceClassification.from_pretrained(folder).eval()
+        assert saved.config.text_config.model_type == text_config.model_type
+        inputs = dict(_batch(tokenizer))
+        torch.save(inputs, folder / "inputs.pt")
+        with torch.no_grad():
+            expected[str(folder)] = saved.state_dict(), saved(**inputs).logits
+    remote = _remote_load(expected, tmp_path)
+    for folder, (state, logits) in expected.items():
+        assert all(torch.equal(remote[folder]["state"][key], value) for key, value in state.items()), folder
         torch.testing.assert_close(remote[folder]["logits"], logits, rtol=0, atol=1e-6)
