@@ -158,7 +158,9 @@ class DataArguments:
                   "pocketsphinx. `true_timings` takes the spoken corpus's reference boundaries (espeak's)."},
     )
     preprocessing_num_workers: int | None = field(
-        default=None, metadata={"help": "Processes for the audio feature extraction (alignment included)."}
+        default=None,
+        metadata={"help": "Processes for the audio feature extraction (alignment included). Default: this process "
+                  "(on 2 shared cores, 200 spoken utterances took 20.5 s in one process, 24.2 s in two)."},
     )
     dataset_cache_dir: str | None = field(default=None, metadata={"help": "datasets cache for the prepared data."})
     max_length: int = field(default=MAX_LENGTH, metadata={"help": "Word-piece truncation length (the paper's 50)."})
