@@ -401,7 +401,14 @@ def load_mosi(config: str = "text", data_dir=None, cache_dir=None, download_mode
         **config_kwargs: `MosiConfig` fields, e.g. `seed=1, cross_modal_fraction=0.5` or `video_ids_dir=...`.
     """
     builder_class = MosiRecordings if config in MosiRecordings.builder_configs else Mosi
-    builder = builder_class(config_name=config, data_dir=str(data_dir) if data_dir else None, cache_dir=cache_dir, **config_kwargs)
+    # Absolute, so that the cache entry (keyed by the config's options, data_dir included) is this folder's and not
+    # that of a same-named folder in another checkout.
+    data_dir = str(Path(data_dir).resolve()) if data_dir else None
+    if config == "spoken" and data_dir and not any(Path(data_dir, name).is_file() for name in recordings.METADATA_FILES):
+        # The corpus folder is gone (or new) but a cached build may remain: write the files again, since users
+        # (and `cmbert predict --audio`) read the audio from them.
+        download_mode = download_mode or "force_redownload"
+    builder = builder_class(config_name=config, data_dir=data_dir, cache_dir=cache_dir, **config_kwargs)
     builder.download_and_prepare(download_mode=download_mode)
     return builder.as_dataset()
 
