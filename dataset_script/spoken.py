@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from cmbert_hf.configuration_cmbert import LABEL_RANGE
+
 from dataset_script.espeak import synthesize
 from dataset_script.sources import SPLITS
 from dataset_script.synthetic import NOISE, POLARITY, _utterance, text_polarity
@@ -62,7 +64,7 @@ def plan_split(split: str, num_rows: int, seed: int, cross_modal_fraction: float
             {
                 "words": words,
                 "stressed": stressed,
-                "label": float(np.clip(polarity + rng.normal(0.0, NOISE), -3.0, 3.0)),
+                "label": float(np.clip(polarity + rng.normal(0.0, NOISE), *LABEL_RANGE)),
                 "voice": VOICES[rng.integers(len(VOICES))],
                 "rate": int(rng.integers(RATES[0], RATES[1] + 1)),
             }
