@@ -357,13 +357,16 @@ def prepare_data(model_args, data_args, training_args, names=SPLITS):
     raw, provenance = featurize_audio(raw, data_args.dataset_config, feature_extractor, tokenizer, use_audio,
                                       training_args, data_args.timings_column, data_args.preprocessing_num_workers)
     alignment = alignment_counts(raw)
-    # A text-only run leaves recordings undecoded: their width is the extractor's.
+    # A text-only run leaves recordings undecoded.
     first_audio = [] if CMBertProcessor.has_raw_audio(raw["train"]) else raw["train"][0]["audio"]
     if not first_audio and not model_args.text_only:
         raise ArgumentError(f"dataset config {data_args.dataset_config!r} has no audio: pass --text_only for the "
                             "text-only baseline, or choose a config with audio (cmbert, mmsa_aligned, synthetic, ...).")
-    # The width of the data's features (5 for MOSI's COVAREP columns, 74 for MOSEI) fixes the model's.
-    audio_feature_size = len(first_audio[0]) if first_audio else feature_extractor.feature_size
+    # The width of the data's features (5 for MOSI's COVAREP columns, 74 for MOSEI) fixes the model's. Without
+    # features (text only: the audio path is zero and never read) the config's default, not the extractor's width:
+    # the text path's new weights are drawn after the audio projection's, so they would move with the extractor's
+    # feature set (they did when it grew from 5 to 10 features, and the MOSI-text figures with them).
+    audio_feature_size = len(first_audio[0]) if first_audio else CMBertConfig.audio_feature_size
     processor = CMBertProcessor(feature_extractor, tokenizer, audio_feature_size=audio_feature_size, **provenance)
     with training_args.main_process_first(desc="dataset encoding"):
         splits = encode_splits(raw, data_args, processor, use_audio, names)

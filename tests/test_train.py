@@ -143,6 +143,30 @@ def test_text_only_model_ignores_audio_for_good():
     assert torch.equal(model(input_ids, audio_features=audio).logits, model(input_ids).logits)
 
 
+def test_text_only_weights_do_not_depend_on_the_extractor(tiny_checkpoint, dataset_cache, tiny_args, tmp_path,
+                                                           monkeypatch):
+    """The text path's new weights are drawn after the audio projection's: a text-only model must not take its audio
+    width from the extractor, or adding an audio feature would change every text-only result."""
+    from cmbert_hf import CMBertFeatureExtractor
+    from cmbert_hf.feature_extraction_cmbert import DEFAULT_FEATURES
+
+    argv = tiny_args(tiny_checkpoint, dataset_cache, tmp_path, "--text_only", "--dataset_config", "text",
+                     "--data_dir", str(MOSI_TEXT))
+
+    def new_weights(features):
+        monkeypatch.setattr(train, "CMBertFeatureExtractor", lambda: CMBertFeatureExtractor(features=features))
+        model_args, data_args, training_args = train.parse_args(argv)
+        processor = train.prepare_data(model_args, data_args, training_args)[0]
+        torch.manual_seed(0)
+        model = train.build_model(model_args, processor)
+        return {n: p for n, p in model.state_dict().items() if n.startswith(("fusion.", "classifier."))}
+
+    fewer, default = new_weights(DEFAULT_FEATURES[:3]), new_weights(DEFAULT_FEATURES)
+    assert fewer.keys() == default.keys()
+    for name in fewer:
+        assert torch.equal(fewer[name], default[name]), name
+
+
 def test_trainer_optimizer_uses_the_fusion_learning_rate(tmp_path):
     config = CMBertConfig(**TINY)
     model = CMBertForSequenceClassification(config)
