@@ -278,22 +278,22 @@ REMOTE_LOAD = textwrap.dedent(
     import torch
     from transformers import AutoModelForSequenceClassification
     results = {}
-    for folder in sys.argv[2:]:
-        model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+    for source, inputs in zip(sys.argv[2::2], sys.argv[3::2]):
+        model = AutoModelForSequenceClassification.from_pretrained(source, trust_remote_code=True).eval()
         assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-        inputs = torch.load(folder + "/inputs.pt")
         with torch.no_grad():
-            results[folder] = {"state": model.state_dict(), "logits": model(**inputs).logits}
+            results[source] = {"state": model.state_dict(), "logits": model(**torch.load(inputs)).logits}
     torch.save(results, sys.argv[1])
     """
 )
 
 
-def _remote_load(folders, tmp_path) -> dict:
-    """Each folder's weights and logits (on its `inputs.pt`) as loaded from its own code in a fresh process."""
-    subprocess.run(
-        [sys.executable, "-c", REMOTE_LOAD, str(tmp_path / "out.pt"), *folders], check=True, cwd=tmp_path, timeout=300
-    )
+def _remote_load(sources: dict, tmp_path, env=None) -> dict:
+    """Each source's (a folder or a Hub repo id) weights and logits on its inputs file (`sources`: source -> path),
+    as loaded from its own code in a fresh process."""
+    pairs = [str(arg) for source, inputs in sources.items() for arg in (source, inputs)]
+    subprocess.run([sys.executable, "-c", REMOTE_LOAD, str(tmp_path / "out.pt"), *pairs], check=True, cwd=tmp_path,
+                   timeout=300, env=env)
     return torch.load(tmp_path / "out.pt")
 
 
@@ -308,7 +308,7 @@ def test_every_family_round_trips_as_remote_code_in_a_fresh_process(families, tm
         torch.save(inputs, folder + "/inputs.pt")
         with torch.no_grad():
             expected[folder] = model.state_dict(), model(**inputs).logits
-    remote = _remote_load(expected, tmp_path)
+    remote = _remote_load({folder: folder + "/inputs.pt" for folder in expected}, tmp_path)
     for folder, (state, logits) in expected.items():
         assert remote[folder]["state"].keys() == state.keys(), folder
         for key, value in state.items():
@@ -316,30 +316,37 @@ def test_every_family_round_trips_as_remote_code_in_a_fresh_process(families, tm
         torch.testing.assert_close(remote[folder]["logits"], logits, rtol=0, atol=1e-6)
 
 
-def test_train_py_fine_tunes_saves_and_reloads_every_family(families, tiny_args, dataset_cache, tmp_path):
-    """train.py end to end over each family's encoder checkpoint (the tiny synthetic run): it trains, and the saved
-    folder reloads as remote code in a fresh process with the weights and outputs it was saved with."""
+def test_train_py_fine_tunes_saves_pushes_and_reloads_every_family(families, tiny_args, dataset_cache, hub_env,
+                                                                   hub_server, tmp_path):
+    """train.py end to end over each family's encoder checkpoint (the tiny synthetic run): it trains, pushes the
+    folder to the loopback Hub, and the pushed repo loads as remote code in a fresh process with the weights and
+    outputs the run saved."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import train
 
-    expected = {}
+    expected, inputs_files = {}, {}
     for family in FAMILIES:
         tokenizer, text_config = families[family]
         checkpoint = tmp_path / f"{family}-encoder"
         torch.manual_seed(0)
         AutoModel.from_config(text_config).save_pretrained(checkpoint)
         tokenizer.save_pretrained(checkpoint)
-        folder = tmp_path / f"{family}-run"
+        folder, repo = tmp_path / f"{family}-run", f"user/cmbert-{family}"
         few = ("--max_train_samples", "16", "--max_eval_samples", "8", "--num_train_epochs", "1")
-        metrics = train.main(tiny_args(checkpoint, dataset_cache, folder, *few))
+        metrics = train.main(tiny_args(checkpoint, dataset_cache, folder, *few, "--push_to_hub", "true",
+                                       "--hub_model_id", repo))  # fmt: skip
         assert metrics["train"]["train_loss"] > 0 and np.isfinite(metrics["test"]["test_mae"]), family
         saved = CMBertForSequenceClassification.from_pretrained(folder).eval()
         assert saved.config.text_config.model_type == text_config.model_type
+        inputs_files[repo] = tmp_path / f"{family}-inputs.pt"
         inputs = dict(_batch(tokenizer))
-        torch.save(inputs, folder / "inputs.pt")
+        torch.save(inputs, inputs_files[repo])
         with torch.no_grad():
-            expected[str(folder)] = saved.state_dict(), saved(**inputs).logits
-    remote = _remote_load(expected, tmp_path)
-    for folder, (state, logits) in expected.items():
-        assert all(torch.equal(remote[folder]["state"][key], value) for key, value in state.items()), folder
-        torch.testing.assert_close(remote[folder]["logits"], logits, rtol=0, atol=1e-6)
+            expected[repo] = saved.state_dict(), saved(**inputs).logits
+    remote = _remote_load(inputs_files, tmp_path, env=hub_env)
+    for repo, (state, logits) in expected.items():
+        served = {path.rsplit("/", 1)[1] for method, path, status in hub_server.requests
+                  if method == "GET" and status == 200 and path.startswith(f"/{repo}/resolve/")}  # fmt: skip
+        assert {"model.safetensors", "modeling_cmbert.py"} <= served, repo  # the repo's, not a local folder's
+        assert all(torch.equal(remote[repo]["state"][key], value) for key, value in state.items()), repo
+        torch.testing.assert_close(remote[repo]["logits"], logits, rtol=0, atol=1e-6)
