@@ -6,12 +6,15 @@ What `configs/tbert_mosi_minilm.yaml` (CM-BERT class through train.py, audio abs
 MiniLM checkpoint with its pretrained pooler and a regression head, every weight trainable, the `Trainer`'s
 defaults (AdamW 5e-5, no warm-up, no weight decay), batch 24, 3 epochs, best dev loss, and the same data,
 tokenizer, dynamic padding and metrics as train.py. Prints a train.py-style table; writes per-seed and mean ± std
-test metrics to bench/results/plain_finetune_minilm_cpu.json.
+test metrics to bench/results/plain_finetune_minilm_cpu.json. `--fresh-pooler` draws the pooler anew (what the
+CM-BERT head, which has no pretrained layer above the encoder, starts from) to see what the pretrained one is worth.
 """
 
 import argparse
 import json
 from pathlib import Path
+
+import torch
 
 from transformers import (
     AutoTokenizer,
@@ -37,7 +40,7 @@ def encode_splits(tokenizer, data_dir: str, output_dir: Path) -> dict:
     return {s: raw[s].map(encode, batched=True, remove_columns=raw[s].column_names) for s in raw}
 
 
-def run(seed: int, model_path: str, tokenizer, splits: dict, output_dir: Path) -> dict:
+def run(seed: int, model_path: str, tokenizer, splits: dict, output_dir: Path, fresh_pooler: bool = False) -> dict:
     from cmbert_hf.metrics import compute_metrics
 
     args = TrainingArguments(
@@ -57,8 +60,12 @@ def run(seed: int, model_path: str, tokenizer, splits: dict, output_dir: Path) -
         disable_tqdm=True,
     )
     set_seed(seed)  # before the model: its regression head is initialised at random (as in train.py)
+    model = BertForSequenceClassification.from_pretrained(model_path, num_labels=1)
+    if fresh_pooler:  # BERT's own initialisation of a new dense layer
+        torch.nn.init.normal_(model.bert.pooler.dense.weight, std=model.config.initializer_range)
+        torch.nn.init.zeros_(model.bert.pooler.dense.bias)
     trainer = Trainer(
-        model=BertForSequenceClassification.from_pretrained(model_path, num_labels=1),
+        model=model,
         args=args,
         train_dataset=splits["train"],
         eval_dataset=splits["validation"],
@@ -74,6 +81,7 @@ def main():
     p.add_argument("--seeds", type=int, nargs="+", default=[1111, 1112, 1113])
     p.add_argument("--data-dir", default=str(c.MOSI_TSV.parent))
     p.add_argument("--output-dir", default="outputs/plain_finetune", help="Checkpoints, one folder per seed.")
+    p.add_argument("--fresh-pooler", action="store_true", help="Re-initialise the pooler instead of keeping it.")
     p.add_argument("--out", default=str(c.RESULTS / "plain_finetune_minilm_cpu.json"), help="Per-seed and mean metrics.")
     args = p.parse_args()
     c.import_cmbert()  # puts the repository on the path
@@ -85,7 +93,7 @@ def main():
     root = Path(args.output_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     splits = encode_splits(tokenizer, args.data_dir, root)
-    per_seed = {seed: run(seed, str(model_path), tokenizer, splits, root) for seed in args.seeds}
+    per_seed = {seed: run(seed, str(model_path), tokenizer, splits, root, args.fresh_pooler) for seed in args.seeds}
     summary = summarize(per_seed)
     Path(args.out).write_text(json.dumps({"per_seed": per_seed, "test_mean_std": summary}, indent=2))
     print(markdown_table(per_seed, summary))
