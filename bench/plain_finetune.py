@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 
 import torch
-
 from transformers import (
     AutoTokenizer,
     BertForSequenceClassification,
