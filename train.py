@@ -87,7 +87,7 @@ from cmbert_hf.run_folder import (
     whole_run_train_loss,
 )
 from cmbert_hf.training import CMBertTrainer, freeze
-from dataset_script import load_mosi
+from dataset_script import DataError, audio_facts, load_mosi
 from dataset_script.mosi import config_options
 
 logger = logging.getLogger("train")
@@ -143,7 +143,7 @@ def fusion_settings(model_args) -> dict:
 class DataArguments:
     dataset_config: str = field(
         default="cmbert",
-        metadata={"help": "dataset_script config: text, cmbert, mmsa_*, mosei_*, synthetic, recordings, spoken."},
+        metadata={"help": "dataset_script config: text, cmbert, mmsa_aligned, mosei_aligned, synthetic, recordings, spoken."},
     )
     data_dir: str | None = field(default=None, metadata={"help": "Folder with the config's files."})
     dataset_options: str | None = field(
@@ -252,11 +252,11 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-def encode_splits(raw, data_args, processor, use_audio: bool, names=SPLITS):
+def encode_splits(raw, data_args, processor, use_audio: bool, names=SPLITS, audio_level="word"):
     """Turns the splits `names` into unpadded model inputs (the collator pads per batch)."""
 
     def encode(batch):
-        audio = {"audio_features": batch["audio"], "audio_level": batch["audio_level"][0]} if use_audio else {}
+        audio = {"audio_features": batch["audio_features"], "audio_level": audio_level} if use_audio else {}
         encoded = processor(text=batch["text"], max_length=data_args.max_length, **audio)
         return {**encoded, "labels": batch["label"]}
 
@@ -279,7 +279,7 @@ def dataset_options(options) -> dict:
 
 
 def featurize_audio(
-    raw, dataset_config, feature_extractor, tokenizer, use_audio, training_args, timings_column=None, num_proc=None
+    raw, facts, feature_extractor, tokenizer, use_audio, training_args, timings_column=None, num_proc=None
 ):
     """Raw recordings become normalised word features (extracted per split, statistics from train only); returns
     the splits and where the model's audio vectors come from (`audio_feature_source`, `audio_feature_names`).
@@ -287,9 +287,8 @@ def featurize_audio(
     from spreading the words; `alignment_counts` counts each."""
     if not use_audio:
         return raw, {"audio_feature_source": "none", "audio_feature_names": None}
-    if not CMBertProcessor.has_raw_audio(raw["train"]):
-        source = "synthetic" if dataset_config == "synthetic" else "covarep"
-        return raw, {"audio_feature_source": source, "audio_feature_names": None}
+    if facts["level"] != "waveform":
+        return raw, {"audio_feature_source": facts["source"], "audio_feature_names": None}
     if timings_column not in raw["train"].column_names:
         if timings_column != DataArguments.timings_column:
             raise ArgumentError(f"--timings_column {timings_column!r}: the data has no such column "
@@ -354,22 +353,22 @@ def prepare_data(model_args, data_args, training_args, names=SPLITS):
                         **dataset_options(data_args.dataset_options))
     use_audio = not model_args.text_only
     feature_extractor = CMBertFeatureExtractor()
-    raw, provenance = featurize_audio(raw, data_args.dataset_config, feature_extractor, tokenizer, use_audio,
+    facts = audio_facts(raw)  # what the data set declares: level, source, width of its audio
+    raw, provenance = featurize_audio(raw, facts, feature_extractor, tokenizer, use_audio,
                                       training_args, data_args.timings_column, data_args.preprocessing_num_workers)
     alignment = alignment_counts(raw)
-    # A text-only run leaves recordings undecoded.
-    first_audio = [] if CMBertProcessor.has_raw_audio(raw["train"]) else raw["train"][0]["audio"]
-    if not first_audio and not model_args.text_only:
+    if facts["level"] == "none" and not model_args.text_only:
         raise ArgumentError(f"dataset config {data_args.dataset_config!r} has no audio: pass --text_only for the "
                             "text-only baseline, or choose a config with audio (cmbert, mmsa_aligned, synthetic, ...).")
     # The width of the data's features (5 for MOSI's COVAREP columns, 74 for MOSEI) fixes the model's. Without
     # features (text only: the audio path is zero and never read) the config's default, not the extractor's width:
     # the text path's new weights are drawn after the audio projection's, so they would move with the extractor's
     # feature set (they did when it grew from 5 to 10 features, and the MOSI-text figures with them).
-    audio_feature_size = len(first_audio[0]) if first_audio else CMBertConfig.audio_feature_size
+    extracted = provenance["audio_feature_source"] == "extractor"
+    audio_feature_size = facts["width"] or (feature_extractor.feature_size if extracted else CMBertConfig.audio_feature_size)
     processor = CMBertProcessor(feature_extractor, tokenizer, audio_feature_size=audio_feature_size, **provenance)
     with training_args.main_process_first(desc="dataset encoding"):
-        splits = encode_splits(raw, data_args, processor, use_audio, names)
+        splits = encode_splits(raw, data_args, processor, use_audio, names, "word" if extracted else facts["level"])
     return processor, splits, alignment
 
 
@@ -575,5 +574,5 @@ def push_or_explain(training_args) -> None:
 if __name__ == "__main__":
     try:
         main()
-    except ArgumentError as error:
+    except (ArgumentError, DataError) as error:
         sys.exit(f"train.py: error: {error}")

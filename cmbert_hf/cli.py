@@ -179,7 +179,7 @@ def _evaluate(args) -> None:
     # `datasets` is imported here because only this command needs it.
     from datasets.exceptions import ManualDownloadError
 
-    from dataset_script import load_mosi
+    from dataset_script import audio_facts, load_mosi
     from dataset_script.mosi import config_options
 
     check_model_location(args.model)  # before the data is prepared
@@ -194,13 +194,14 @@ def _evaluate(args) -> None:
     if args.max_samples is not None:
         split = split.select(range(min(args.max_samples, len(split))))
     pipe = load_pipeline(args.model, args.trust_remote_code)
+    level = audio_facts(split)["level"].replace("waveform", "word")  # recordings become one vector per word
     split = _recordings_to_features(pipe, split, args.timings_column)
 
     def examples():
         for row in split:
             example = {"text": row["text"]}
-            if row["audio_level"] not in ("none", "waveform") and len(row["audio"]) > 0:
-                example.update(audio_features=row["audio"], audio_level=row["audio_level"])
+            if "audio_features" in row:
+                example.update(audio_features=row["audio_features"], audio_level=level)
             yield example
 
     results = tqdm(pipe(examples(), batch_size=args.batch_size), total=len(split), desc="evaluate")

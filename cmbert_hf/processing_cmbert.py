@@ -252,9 +252,9 @@ class CMBertProcessor(ProcessorMixin):
 
     def normalize_word_features(self, dataset, num_proc=None):
         """
-        Replaces a dataset's `"audio"` column by its `"word_features"` normalised with the fitted statistics (the
-        pipeline's `normalize`), and sets `"audio_level"` to `"word"`: the layout of the precomputed data sets, which
-        the training's encoding takes as it is.
+        Replaces a dataset's `"audio"` column by `"audio_features"`, its `"word_features"` normalised with the fitted
+        statistics (the pipeline's `normalize`): the layout of the word-level precomputed data sets, which the
+        training's encoding takes as it is.
 
         Args:
             dataset (`datasets.Dataset`): the output of [`~CMBertProcessor.extract_word_features`].
@@ -264,7 +264,7 @@ class CMBertProcessor(ProcessorMixin):
             `datasets.Dataset`
         """
         extractor = self.feature_extractor
-        drop = [name for name in ("audio", "word_features", "audio_level") if name in dataset.column_names]
+        drop = [name for name in ("audio", "word_features") if name in dataset.column_names]
         return dataset.map(
             _normalize_batch,
             batched=True,
@@ -288,8 +288,8 @@ class CMBertProcessor(ProcessorMixin):
             num_proc (`int`, *optional*): processes for `Dataset.map`.
 
         Returns:
-            The same kind of mapping, each split with normalised word features in `"audio"` (`"audio_level"`
-            `"word"`) and the `"word_timing"` column; the feature extractor is fitted.
+            The same kind of mapping, each split with normalised word features in `"audio_features"` and the
+            `"word_timing"` column; the feature extractor is fitted.
         """
         extracted = {
             name: self.extract_word_features(
@@ -356,7 +356,7 @@ def _extract_batch(batch, indices, extractor, audio_column, text_column, timings
 def _normalize_batch(batch, extractor):
     """`Dataset.map` function of `normalize_word_features`."""
     features = batch["word_features"]
-    return {"audio": [extractor.normalize(row) for row in features], "audio_level": ["word"] * len(features)}
+    return {"audio_features": [extractor.normalize(row) for row in features]}
 
 
 def _fingerprint(dataset, *parts) -> str:

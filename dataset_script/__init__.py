@@ -1,7 +1,11 @@
-"""CMU-MOSI for CM-BERT: a `datasets` builder (`mosi.py`) and its export to a data-only Hub dataset (`export.py`)."""
+"""CMU-MOSI for CM-BERT: `datasets` builders (`mosi.py`), the data facts they declare (`facts.py`), and their export
+to a data-only Hub dataset (`export.py`). Imports nothing from `cmbert_hf`."""
 
-from dataset_script.mosi import Mosi, MosiConfig, load_mosi
+from dataset_script.errors import DataError, MissingSourceError, MosiDataError, OptionError, UnknownConfigError
+from dataset_script.mosi import Mosi, MosiConfig, MosiRecordings, RecordingsConfig, audio_facts, load_mosi
 from dataset_script.safe_pickle import UnsafePickleError
-from dataset_script.sources import MissingSourceError, MosiDataError
 
-__all__ = ["Mosi", "MosiConfig", "load_mosi", "MosiDataError", "MissingSourceError", "UnsafePickleError"]
+__all__ = [
+    "Mosi", "MosiConfig", "MosiRecordings", "RecordingsConfig", "audio_facts", "load_mosi",
+    "DataError", "MosiDataError", "MissingSourceError", "OptionError", "UnknownConfigError", "UnsafePickleError",
+]  # fmt: skip

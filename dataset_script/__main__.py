@@ -10,8 +10,8 @@ import argparse
 import ast
 import sys
 
-from cmbert_hf.hub import PushError
-from dataset_script.export import export_to_folder, push_to_hub
+from dataset_script.errors import DataError
+from dataset_script.export import ExportPushError, export_to_folder, push_to_hub
 from dataset_script.mosi import load_mosi
 
 
@@ -34,7 +34,7 @@ def main(argv=None) -> None:
         sub.add_argument("--config", action="append", help="config name (export: repeatable); default text")
         sub.add_argument("--data-dir", help="folder with the source files")
         sub.add_argument("--cache-dir", help="datasets cache folder")
-        sub.add_argument("--option", action="append", type=_option, default=[], help="MosiConfig field KEY=VALUE")
+        sub.add_argument("--option", action="append", type=_option, default=[], help="data set option KEY=VALUE (MosiConfig / RecordingsConfig OPTIONS)")
     export = commands.choices["export"]
     export.add_argument("--out", required=True, help="output folder")
     export.add_argument("--push-to-hub", metavar="REPO_ID", help="also upload the folder to this dataset repo")
@@ -43,19 +43,18 @@ def main(argv=None) -> None:
 
     configs = args.config or ["text"]
     options = dict(args.option)
-    if args.command == "load":
-        if len(configs) > 1:
-            parser.error("load takes one --config")
-        print(load_mosi(configs[0], data_dir=args.data_dir, cache_dir=args.cache_dir, **options))
-        return
-    out = export_to_folder(args.out, configs=configs, data_dir=args.data_dir, cache_dir=args.cache_dir, **options)
-    print(f"exported {', '.join(configs)} to {out}")
-    if args.push_to_hub:
-        try:
+    if args.command == "load" and len(configs) > 1:
+        parser.error("load takes one --config")
+    try:
+        if args.command == "load":
+            print(load_mosi(configs[0], data_dir=args.data_dir, cache_dir=args.cache_dir, **options))
+            return
+        out = export_to_folder(args.out, configs=configs, data_dir=args.data_dir, cache_dir=args.cache_dir, **options)
+        print(f"exported {', '.join(configs)} to {out}")
+        if args.push_to_hub:
             print(push_to_hub(out, args.push_to_hub, token=args.token))
-        except PushError as error:
-            sys.exit(f"dataset_script export: error: {error}")
-
+    except (DataError, ExportPushError) as error:  # bad data or a failed upload: one line, the message says what to do
+        sys.exit(f"dataset_script {args.command}: error: {error}")
 
 if __name__ == "__main__":
     main()

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
-from huggingface_hub import DatasetCard, DatasetCardData
+from httpx2 import HTTPError  # huggingface_hub's HTTP client: connection failures are not HfHubHTTPError
+from huggingface_hub import DatasetCard, DatasetCardData, HfApi
 
-from cmbert_hf.hub import push_folder
 from dataset_script.mosi import CITATION, DESCRIPTION, load_mosi
 
 CARD_BODY = """
@@ -91,12 +91,40 @@ def export_to_folder(out_dir, configs=("text",), data_dir=None, cache_dir=None, 
     return out_dir
 
 
+class ExportPushError(RuntimeError):
+    """Uploading an export failed; the folder is complete and the message holds the command to retry."""
+
+
 def push_to_hub(out_dir, repo_id: str, token: str | None = None, private: bool | None = None) -> str:
-    """Creates the dataset repo if needed and uploads an exported folder; returns the commit URL. Raises
-    `cmbert_hf.hub.PushError` (with the command to retry) if the Hub cannot be reached or refuses the upload."""
-    commit = push_folder(out_dir, repo_id, token=token, private=private, repo_type="dataset",
-                         commit_message="Upload CMU-MOSI export")
+    """Creates the dataset repo if needed and uploads an exported folder as one commit; returns the commit URL.
+
+    Raises:
+        `ExportPushError`: the folder is no export (no README.md), or the Hub could not be reached or refused the
+        upload; a repository this call created is deleted again, so a failed first push leaves nothing behind.
+    """
+    out_dir = Path(out_dir)
+    if not (out_dir / "README.md").is_file():
+        raise ExportPushError(f"{out_dir} has no README.md: it is not a finished export, nothing was pushed.")
+    api = HfApi(token=token)
+    created = False
+    try:
+        created = not api.repo_exists(repo_id, repo_type="dataset")
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="dataset")
+        commit = api.upload_folder(repo_id=repo_id, folder_path=out_dir, repo_type="dataset",
+                                   commit_message="Upload CMU-MOSI export")
+    except (HTTPError, OSError) as error:  # network, server or file errors; HfHubHTTPError is an OSError
+        left = ""
+        if created:
+            try:
+                api.delete_repo(repo_id, repo_type="dataset", missing_ok=True)
+            except (HTTPError, OSError):
+                left = f" The empty repository {repo_id} it created could not be deleted."
+        retry = f"cmbert push {out_dir} --repo-id {repo_id}" + (" --private" if private else "") + " --repo-type dataset"
+        raise ExportPushError(
+            f"Pushing {out_dir} to {repo_id} failed ({type(error).__name__}: {error}).{left} The folder is complete; "
+            f"retry with: {retry}"
+        ) from error
     return commit.commit_url
 
 
-__all__ = ["export_to_folder", "push_to_hub", "shard_path"]
+__all__ = ["ExportPushError", "export_to_folder", "push_to_hub", "shard_path"]

@@ -3,21 +3,26 @@
 The layout is `datasets`' AudioFolder one: audio files anywhere under a folder and, at its top,
 `metadata.csv` or `metadata.jsonl` with one row per file:
 
-- `file_name` (required): the audio file, relative to the folder. Any format libsndfile reads (WAV, FLAC, OGG,
+- `file_name` (required): the audio file, relative to the folder and inside it (no absolute path, no `..` or link
+  leading out of it), each file once. Any format libsndfile reads (WAV, FLAC, OGG,
   MP3, ...), any rate and channel count: `decode_audio` gives 16 kHz mono.
-- `text` (required): the transcript, words separated by spaces.
-- `label` (required): sentiment in [-3, 3].
-- `split` (optional): "train", "validation" or "test". Without the column every row is `train` (as in
-  AudioFolder); with it, every row needs one.
+- `text` (required): the transcript, a string of words separated by spaces.
+- `label` (required): sentiment in [-3, 3], a number (in JSON Lines not `true` / `false`).
+- `split` (optional): "train", "validation" or "test". With the column every row needs one. Without it the folder is
+  split for training: a permutation of the rows drawn with the config's `seed` (default 0) holds out
+  `round(holdout_fraction * N)` rows (default 10%, at least one) for validation and as many for test, the rest
+  train; each split keeps the metadata's row order. A folder of fewer than 3 rows needs the column.
 - `video_id` (optional): the source video or speaker, "" when absent.
 - `word_timings` (optional): a JSON list `[[word, start_s, end_s], ...]`, one per word of `text` in order (in
   CSV, the JSON as a string). Empty / absent: none (the feature extraction aligns the words).
 - `true_timings` (optional): the same format, reference timings kept for evaluating an aligner (the `spoken`
   corpus writes espeak's own word events here).
 
-Everything is read and checked before anything is written: a missing, empty, truncated, silent or unreadable file,
-a bad label or split, or timings outside the clip, out of order or naming other words than the text each raise
-`MosiDataError` naming the metadata file, the row, the audio file and the word.
+Everything is read and checked before anything is written: metadata that is not UTF-8, a file outside the folder or
+named twice, a missing, empty, truncated or unreadable file, a clip the feature extraction would refuse (silent, or
+too short for its words: the config's `silence_dbfs` and `min_seconds_per_word`), a bad label, text or split, or
+timings outside the clip, out of order or naming other words than the text each raise `MosiDataError` naming the
+metadata file, the row, the audio file and the word.
 """
 
 import csv
@@ -30,20 +35,24 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from dataset_script.sources import LABEL_RANGE, SPLITS, MissingSourceError, MosiDataError
+from dataset_script.errors import MissingSourceError, MosiDataError
+from dataset_script.facts import LABEL_RANGE, SAMPLING_RATE, TIMING_COLUMNS
+from dataset_script.sources import SPLITS, read_lines
 
 METADATA_FILES = ("metadata.csv", "metadata.jsonl")
 REQUIRED = ("file_name", "text", "label")
-OPTIONAL = ("split", "video_id", "word_timings", "true_timings")
-SAMPLING_RATE = 16000
-# A clip whose peak stays below this (-80 dBFS) holds no speech.
-SILENCE_PEAK = 1e-4
+OPTIONAL = ("split", "video_id", *TIMING_COLUMNS)
 # Timings may end up to one 10 ms aligner frame past the last sample.
 TIMING_TOLERANCE_S = 0.01
+# The loudness of a clip is that of its loudest frame, framed as the feature extraction frames it at 16 kHz:
+# RMS over 512-sample windows (the 25 ms spectral window rounded up to a power of two) every 160 samples (10 ms).
+FRAME_LENGTH, HOP_LENGTH = 512, 160
 
 
 def find_metadata(folder) -> Path:
     """The folder's one metadata file."""
+    if not Path(folder).is_dir():
+        raise MissingSourceError(f"{folder}: no such folder (expected the recordings folder with {' or '.join(METADATA_FILES)})")
     found = [Path(folder, name) for name in METADATA_FILES if Path(folder, name).is_file()]
     if len(found) != 1:
         problem = "both" if found else "neither"
@@ -53,12 +62,12 @@ def find_metadata(folder) -> Path:
 
 def read_metadata(path: Path) -> list[dict]:
     """Rows of `metadata.csv` / `metadata.jsonl` as dicts of the known columns (unknown columns are an error)."""
+    lines = read_lines(path, split=None, header=path.suffix == ".csv")  # names the file and line that is not UTF-8
     if path.suffix == ".csv":
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = list(csv.DictReader(io.StringIO("\n".join(lines), newline="")))
     else:
         rows = []
-        for line_no, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        for line_no, line in enumerate(lines, start=1):
             if line.strip():
                 try:
                     row = json.loads(line)
@@ -78,41 +87,41 @@ def read_metadata(path: Path) -> list[dict]:
     return rows
 
 
-def read_recordings(folder) -> dict[str, list[dict]]:
+def read_recordings(
+    folder, seed: int = 0, holdout_fraction: float = 0.1, silence_dbfs: float = -60.0, min_seconds_per_word: float = 0.05
+) -> dict[str, list[dict]]:
     """
-    Reads and validates a recordings folder.
+    Reads and validates a recordings folder (the arguments are `RecordingsConfig`'s).
 
     Returns:
         `dict[str, list[dict]]`: split -> rows with `id`, `video_id`, `text`, `label`, `audio` (`{"bytes", "path"}`
-        of the file as it is), `word_timings` and `true_timings` (lists of `{"word", "start", "end"}` or `None`).
-        Only splits that have rows are present.
+        of the file as it is, the path relative to the folder), `word_timings` and `true_timings` (lists of
+        `{"word", "start", "end"}` or `None`). Only splits that have rows are present.
     """
     folder = Path(folder)
     path = find_metadata(folder)
     rows = read_metadata(path)
     has_split = any("split" in row for row in rows)
+    splits = [row.get("split") for row in rows] if has_split else holdout_splits(len(rows), seed, holdout_fraction, path)
+    seen = {}
     out = {}
-    for number, row in enumerate(rows):
+    for number, (row, split) in enumerate(zip(rows, splits)):
         where = {"split": None, "row": number}
-        file_name = str(row.get("file_name") or "")
-        if not file_name:
-            raise MosiDataError(path, "empty file_name", **where)
-        split = row.get("split") if has_split else "train"
+        file_name, audio_path = _file_in_folder(folder, row.get("file_name"), path, where)
+        if audio_path in seen:
+            raise MosiDataError(path, f"{file_name}: the same file as row {seen[audio_path]}", **where,
+                                expected="each audio file once, with one label")
+        seen[audio_path] = number
         if split not in SPLITS:
             raise MosiDataError(path, f"{file_name}: split {split!r}", **where, expected=f"one of {list(SPLITS)}")
-        text = str(row.get("text") or "")
-        if not text.split():
-            raise MosiDataError(path, f"{file_name}: empty text", **where)
-        try:
-            label = float(row["label"])
-        except (TypeError, ValueError):
-            raise MosiDataError(path, f"{file_name}: label {row['label']!r} is not a number", **where) from None
-        if not LABEL_RANGE[0] <= label <= LABEL_RANGE[1]:  # NaN fails too
-            raise MosiDataError(path, f"{file_name}: label {label}", **where, expected="a number in [-3, 3]")
-        data, duration = _read_audio(folder, file_name, path, where)
+        text = given_text(row, file_name, path, where)
+        label = _label(row["label"], file_name, path, where)
+        data, waveform = _read_audio(audio_path, path, where)
+        duration = len(waveform) / SAMPLING_RATE
+        _check_speech(waveform, len(text.split()), audio_path, path, where, silence_dbfs, min_seconds_per_word)
         timings = {
             column: _parse_timings(row.get(column), text.split(), duration, f"{file_name}: {column}", path, where)
-            for column in ("word_timings", "true_timings")
+            for column in TIMING_COLUMNS
         }
         out.setdefault(split, []).append(
             {
@@ -125,6 +134,55 @@ def read_recordings(folder) -> dict[str, list[dict]]:
             }
         )
     return {split: out[split] for split in SPLITS if split in out}
+
+
+def holdout_splits(num_rows: int, seed: int, holdout_fraction: float, path: Path) -> list[str]:
+    """The split of each row of a folder without a `split` column: a permutation drawn with `seed` puts
+    `round(holdout_fraction * num_rows)` rows (at least one) in validation, as many in test, the rest in train."""
+    held = max(1, round(holdout_fraction * num_rows))
+    if not 0 < holdout_fraction < 0.5 or num_rows < 2 * held + 1:
+        raise MosiDataError(path, f"no split column, {num_rows} rows and holdout_fraction {holdout_fraction}",
+                            expected="a split column, or at least 3 rows and a holdout_fraction in (0, 0.5)")
+    order = np.random.default_rng(seed).permutation(num_rows)
+    splits = np.full(num_rows, "train", dtype=object)
+    splits[order[:held]] = "validation"
+    splits[order[held : 2 * held]] = "test"
+    return list(splits)
+
+
+def given_text(row: dict, file_name: str, path: Path, where: dict) -> str:
+    """The row's transcript: a string of at least one word."""
+    text = row.get("text")
+    if not isinstance(text, str):
+        raise MosiDataError(path, f"{file_name}: text is a {type(text).__name__}", **where, expected="a string of words")
+    if not text.split():
+        raise MosiDataError(path, f"{file_name}: empty text", **where)
+    return text
+
+
+def _label(value, file_name: str, path: Path, where: dict) -> float:
+    if isinstance(value, bool):  # JSON true / false: float() would read them as 1 / 0
+        raise MosiDataError(path, f"{file_name}: label {json.dumps(value)}", **where, expected="a number in [-3, 3]")
+    try:
+        label = float(value)
+    except (TypeError, ValueError):
+        raise MosiDataError(path, f"{file_name}: label {value!r} is not a number", **where) from None
+    if not LABEL_RANGE[0] <= label <= LABEL_RANGE[1]:  # NaN fails too
+        raise MosiDataError(path, f"{file_name}: label {label}", **where, expected="a number in [-3, 3]")
+    return label
+
+
+def _file_in_folder(folder: Path, file_name, path: Path, where: dict) -> tuple[str, Path]:
+    """The row's `file_name` (as a relative POSIX path) and the file it resolves to, which must lie inside `folder`:
+    no absolute path, and no `..` or link that leads out of it."""
+    file_name = str(file_name or "")
+    if not file_name:
+        raise MosiDataError(path, "empty file_name", **where)
+    resolved = (folder / file_name).resolve()
+    if Path(file_name).is_absolute() or not resolved.is_relative_to(folder.resolve()):
+        raise MosiDataError(path, f"file_name {file_name!r} resolves to {resolved}, outside the folder", **where,
+                            expected="a path relative to the folder, inside it")
+    return Path(file_name).as_posix(), resolved
 
 
 def decode_audio(audio, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
@@ -143,9 +201,8 @@ def decode_audio(audio, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
     return waveform.astype(np.float32)
 
 
-def _read_audio(folder: Path, file_name: str, path: Path, where: dict) -> tuple[bytes, float]:
-    """The file's bytes and duration in seconds, after checking that it decodes to a non-silent clip."""
-    audio_path = folder / file_name
+def _read_audio(audio_path: Path, path: Path, where: dict) -> tuple[bytes, np.ndarray]:
+    """The file's bytes and its 16 kHz mono waveform, after checking that it decodes to finite samples."""
     if not audio_path.is_file():
         raise MosiDataError(path, f"audio file {audio_path} not found", **where)
     data = audio_path.read_bytes()
@@ -154,16 +211,29 @@ def _read_audio(folder: Path, file_name: str, path: Path, where: dict) -> tuple[
     if _wav_truncated(data):
         raise MosiDataError(path, f"audio file {audio_path} is truncated (shorter than its WAV header says)", **where)
     try:
-        waveform, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        waveform = decode_audio({"bytes": data})
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise MosiDataError(path, f"audio file {audio_path} is not readable audio ({e})", **where) from None
     if waveform.size == 0:
         raise MosiDataError(path, f"audio file {audio_path} holds no samples (empty or truncated)", **where)
     if not np.isfinite(waveform).all():
         raise MosiDataError(path, f"audio file {audio_path} holds NaN or inf samples", **where)
-    if np.abs(waveform).max() < SILENCE_PEAK:
-        raise MosiDataError(path, f"audio file {audio_path} is silent (peak below -80 dBFS)", **where)
-    return data, len(waveform) / rate
+    return data, waveform
+
+
+def _check_speech(waveform, num_words, audio_path, path, where, silence_dbfs: float, min_seconds_per_word: float):
+    """Refuses a clip the feature extraction would refuse: too short for its words, or silent (its loudest frame)."""
+    import librosa
+
+    duration = len(waveform) / SAMPLING_RATE
+    if duration < min_seconds_per_word * num_words:
+        raise MosiDataError(path, f"audio file {audio_path} lasts {duration:.3f} s for {num_words} words", **where,
+                            expected=f"at least {min_seconds_per_word} s per word")
+    rms = librosa.feature.rms(y=waveform, frame_length=FRAME_LENGTH, hop_length=HOP_LENGTH)[0]
+    loudest = float(librosa.amplitude_to_db(rms, ref=1.0, amin=1e-5, top_db=None).max())
+    if loudest < silence_dbfs:
+        raise MosiDataError(path, f"audio file {audio_path} is silent (loudest frame {loudest:.1f} dBFS)", **where,
+                            expected=f"speech louder than {silence_dbfs} dBFS")
 
 
 def _wav_truncated(data: bytes) -> bool:
@@ -215,4 +285,4 @@ def _parse_timings(value, words: list[str], duration: float, what: str, path: Pa
     return out
 
 
-__all__ = ["read_recordings", "read_metadata", "find_metadata", "decode_audio", "METADATA_FILES"]
+__all__ = ["read_recordings", "read_metadata", "find_metadata", "decode_audio", "given_text", "holdout_splits", "METADATA_FILES"]

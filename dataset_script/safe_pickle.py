@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dataset_script.errors import DataError
+
 try:  # numpy >= 2
     from numpy._core import multiarray as _multiarray
     from numpy._core import numeric as _numeric
@@ -39,7 +41,7 @@ _repr = _REPR.repr
 MAX_DEPTH = 8
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(DataError, pickle.UnpicklingError):
     """The pickle asks for more than numpy arrays and plain containers need; refused before it was built."""
 
 

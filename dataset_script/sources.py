@@ -8,13 +8,16 @@ expected, so a bad file fails before `datasets` starts writing Arrow shards.
 """
 
 import codecs
+import hashlib
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cmbert_hf.configuration_cmbert import LABEL_RANGE
+from dataset_script.errors import MissingSourceError, MosiDataError
+from dataset_script.facts import LABEL_RANGE
 from dataset_script.safe_pickle import UnsafePickleError, safe_load
 
 SPLITS = ("train", "validation", "test")
@@ -22,20 +25,6 @@ TSV_SPLITS = {"train": "train", "validation": "dev", "test": "test"}
 MMSA_SPLITS = {"train": "train", "validation": "valid", "test": "test"}
 # Token-level features (the CM-BERT pickle, MMSA's aligned_50) have one row per word-piece position of 50.
 TOKEN_STEPS = 50
-
-
-class MosiDataError(ValueError):
-    """A source file does not hold what its format promises."""
-
-    def __init__(self, file, problem: str, *, split: str | None = None, row: int | None = None, expected: str | None = None):
-        where = [str(file)] + ([f"split '{split}'"] if split else []) + ([f"row {row}"] if row is not None else [])
-        message = ", ".join(where) + f": {problem}" + (f" (expected {expected})" if expected else "")
-        super().__init__(message)
-        self.file, self.split, self.row = str(file), split, row
-
-
-class MissingSourceError(FileNotFoundError):
-    """A file a config needs is not where it was looked for."""
 
 
 @dataclass
@@ -51,6 +40,39 @@ class SplitRows:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+
+# Source files up to this size enter the fingerprint by content too (an edit within the clock's resolution that keeps
+# the size would otherwise go unseen); larger ones (audio, pickles) by size and modification time.
+CONTENT_FINGERPRINT_BYTES = 1 << 20
+
+
+def source_fingerprint(data_dir) -> str | None:
+    """
+    A digest of every file under `data_dir` (links followed): its relative path, size, modification time and, up to
+    `CONTENT_FINGERPRINT_BYTES`, content. `None` without a folder. The builders key their cache by it, so any
+    edit in place, removal or addition builds the data set (and validates it) again.
+    """
+    if data_dir is None or not Path(data_dir).is_dir():
+        return None
+    root, digest, seen = Path(data_dir), hashlib.sha256(), set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a link back up the tree
+            subfolders.clear()
+            continue
+        seen.add(real)
+        subfolders.sort()
+        for name in sorted(files):
+            path = Path(folder, name)
+            try:
+                stat = path.stat()
+            except OSError:  # a dangling link: the builder says so if it needs the file
+                stat = None
+            digest.update(f"{path.relative_to(root).as_posix()}\0{stat and (stat.st_size, stat.st_mtime_ns)}\0".encode())
+            if stat and stat.st_size <= CONTENT_FINGERPRINT_BYTES:
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def find_source(data_dir, name: str, subdirs: tuple[str, ...], instructions: str) -> Path:

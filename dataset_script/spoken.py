@@ -26,9 +26,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from cmbert_hf.configuration_cmbert import LABEL_RANGE
-
 from dataset_script.espeak import synthesize
+from dataset_script.facts import LABEL_RANGE
 from dataset_script.sources import SPLITS
 from dataset_script.synthetic import NOISE, POLARITY, _utterance, text_polarity
 

@@ -25,7 +25,7 @@ Both bounds are checked in tests/test_dataset_synthetic.py.
 
 import numpy as np
 
-from cmbert_hf.configuration_cmbert import LABEL_RANGE
+from dataset_script.facts import LABEL_RANGE
 from dataset_script.sources import SPLITS, SplitRows
 
 POLARITY = {
@@ -37,6 +37,7 @@ NEGATIVE = [w for w, p in POLARITY.items() if p < 0]
 FILLERS = ("THE", "MOVIE", "FILM", "WAS", "IS", "REALLY", "AND", "I", "THINK", "IT", "PLOT", "ACTING", "STORY", "VERY", "SO")
 AUDIO_DIM = 5
 STRESS_DIM = 0
+FEATURE_NAMES = ("stress",) + tuple(f"noise{k}" for k in range(1, AUDIO_DIM))  # what each audio dimension holds
 MARKER = 2.0
 NOISE = 0.1  # standard deviation of the label noise and of the audio noise
 
@@ -96,4 +97,4 @@ def generate_split(split: str, num_rows: int, seed: int, cross_modal_fraction: f
     )
 
 
-__all__ = ["generate_split", "text_polarity", "POLARITY", "STRESS_DIM", "MARKER"]
+__all__ = ["generate_split", "text_polarity", "AUDIO_DIM", "FEATURE_NAMES", "POLARITY", "STRESS_DIM", "MARKER"]

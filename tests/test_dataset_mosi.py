@@ -13,7 +13,8 @@ import pytest
 import torch
 from datasets.exceptions import ManualDownloadError
 
-from dataset_script import Mosi, MosiDataError, UnsafePickleError, load_mosi
+from dataset_script import Mosi, MosiDataError, UnsafePickleError, UnknownConfigError, audio_facts, load_mosi
+from dataset_script.mosi import MosiRecordings
 from dataset_script.sources import MissingSourceError
 from helpers import MOSI_TEXT
 
@@ -84,7 +85,9 @@ def test_text_config_matches_the_tsvs(tmp_path):
         assert part["video_id"] == video_ids
         assert part["label7"] == [int(np.round(y)) + 3 for y in labels]
         assert part["id"][:2] == [f"{split}-0", f"{split}-1"]
-        assert all(a == [] for a in part["audio"]) and set(part["audio_level"]) == {"none"}
+        assert "audio_features" not in part.column_names and "audio" not in part.column_names
+    assert audio_facts(dataset) == {"level": "none", "source": "none", "width": None, "feature_names": None,
+                                    "column": None, "sampling_rate": None}
 
 
 def test_video_ids_option(tmp_path):
@@ -116,18 +119,17 @@ def test_cmbert_release(tmp_path, protocol):
     arrays = write_cmbert_release(tmp_path / "release", np.random.default_rng(0), protocol=protocol)
     dataset = load_mosi("cmbert", data_dir=tmp_path / "release", cache_dir=tmp_path / "cache")
     for (split, size), audio in zip(SIZES.items(), arrays):
-        part = dataset[split].with_format("numpy", columns=["audio"])
+        part = dataset[split].with_format("numpy", columns=["audio_features"])
         assert part.num_rows == size
-        np.testing.assert_array_equal(np.stack(list(part["audio"])), audio.astype(np.float32))
+        np.testing.assert_array_equal(np.stack(list(part["audio_features"])), audio.astype(np.float32))
         assert dataset[split]["text"] == read_reference(split)[0]
-    assert set(dataset["train"]["audio_level"]) == {"token"}
+    assert audio_facts(dataset) == {"level": "token", "source": "covarep", "width": 5, "feature_names": None,
+                                    "column": "audio_features", "sampling_rate": None}
 
 
-@pytest.mark.parametrize("aligned", [True, False])
-def test_mmsa_pickles(tmp_path, aligned):
-    name = "aligned_50.pkl" if aligned else "unaligned_50.pkl"
-    source = write_mmsa(tmp_path / "MOSI" / "Processed" / name, aligned, np.random.default_rng(1))
-    dataset = load_mosi("mmsa_aligned" if aligned else "mmsa_unaligned", data_dir=tmp_path / "MOSI", cache_dir=tmp_path / "c")
+def test_mmsa_pickles(tmp_path):
+    source = write_mmsa(tmp_path / "MOSI" / "Processed" / "aligned_50.pkl", True, np.random.default_rng(1))
+    dataset = load_mosi("mmsa_aligned", data_dir=tmp_path / "MOSI", cache_dir=tmp_path / "c")
     for split, key in (("train", "train"), ("validation", "valid"), ("test", "test")):
         part, src = dataset[split], source[key]
         texts, labels, video_ids = read_reference(split)
@@ -138,17 +140,25 @@ def test_mmsa_pickles(tmp_path, aligned):
             audio = src["audio"][i].astype(np.float32)
             audio[np.isneginf(audio)] = 0.0  # MMSA's replacement
             vision = src["vision"][i].astype(np.float32)
-            if not aligned:
-                audio, vision = audio[: src["audio_lengths"][i]], vision[: src["vision_lengths"][i]]
-            np.testing.assert_array_equal(np.array(part[i]["audio"], dtype=np.float32), audio)
+            np.testing.assert_array_equal(np.array(part[i]["audio_features"], dtype=np.float32), audio)
             np.testing.assert_array_equal(np.array(part[i]["vision"], dtype=np.float32), vision)
-        assert set(part["audio_level"]) == {"token" if aligned else "frame"}
+    assert audio_facts(dataset)["level"] == "token" and audio_facts(dataset)["source"] == "covarep"
+
+
+def test_configs_that_cannot_train_are_not_offered_and_unknown_ones_list_all(tmp_path):
+    configs = [*Mosi.builder_configs, *MosiRecordings.builder_configs]
+    assert configs == ["text", "cmbert", "mmsa_aligned", "mosei_aligned", "synthetic", "recordings", "spoken"]
+    for name in ("mmsa_unaligned", "mosei_unaligned", "recording"):  # frame-level MMSA features: no model takes them
+        with pytest.raises(UnknownConfigError) as error:
+            load_mosi(name, data_dir=tmp_path, cache_dir=tmp_path / "c")
+        assert str(error.value) == f"unknown data set config {name!r}; the configs are {', '.join(configs)}"
 
 
 def test_mosei_uses_its_own_widths(tmp_path):
     write_mmsa(tmp_path / "aligned_50.pkl", True, np.random.default_rng(2), audio_dim=74, vision_dim=35, sizes=(4, 2, 3))
     dataset = load_mosi("mosei_aligned", data_dir=tmp_path, cache_dir=tmp_path / "c")
-    assert np.array(dataset["test"][0]["audio"]).shape == (50, 74)
+    assert np.array(dataset["test"][0]["audio_features"]).shape == (50, 74)
+    assert audio_facts(dataset)["width"] == 74 and audio_facts(dataset["test"])["width"] == 74
     assert np.array(dataset["test"][0]["vision"]).shape == (50, 35)
     with pytest.raises(MosiDataError, match=r"aligned_50.pkl, split 'train', row 0: audio of shape \(50, 74\)"):
         load_mosi("mmsa_aligned", data_dir=tmp_path, cache_dir=tmp_path / "c")
@@ -157,8 +167,8 @@ def test_mosei_uses_its_own_widths(tmp_path):
 def test_manual_configs_need_data_dir(tmp_path):
     with pytest.raises(ManualDownloadError, match="MOSI_cmu_audio_CLS.pickle"):
         load_mosi("cmbert", cache_dir=tmp_path)
-    with pytest.raises(MissingSourceError, match="unaligned_50.pkl not found"):
-        load_mosi("mmsa_unaligned", data_dir=tmp_path, cache_dir=tmp_path)
+    with pytest.raises(MissingSourceError, match="aligned_50.pkl not found"):
+        load_mosi("mmsa_aligned", data_dir=tmp_path, cache_dir=tmp_path)
 
 
 def test_failed_prepare_leaves_no_cache_and_a_fixed_source_builds(tmp_path):
@@ -227,4 +237,6 @@ def test_every_config_builds_or_names_the_files_it_needs(tmp_path, config):
     assert list(dataset) == ["train", "validation", "test"]
     for part in dataset.values():
         assert part.num_rows > 0 and part.features == builder.info.features
-        assert set(part["audio_level"]) == {builder.config.audio_level}
+        assert audio_facts(part) == audio_facts(builder)
+        assert "audio" not in part.column_names  # `audio` only ever holds waveforms
+        assert ("audio_features" in part.column_names) == (builder.config.audio_level != "none")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dataset_script import MosiDataError, load_mosi
+from dataset_script import MosiDataError, audio_facts, load_mosi
 from dataset_script.export import export_to_folder
 from dataset_script.recordings import decode_audio
 from speech import speak, write_folder
@@ -46,7 +46,8 @@ def test_reads_folder_decodes_any_format_to_16k_mono(tmp_path, speeches):
     assert train.features["audio"] == datasets.Audio(sampling_rate=16000, num_channels=1)
     raw = dataset.cast_column("audio", datasets.Audio(decode=False))
     row = raw["train"][0]
-    assert (row["id"], row["text"], row["label7"], row["audio_level"]) == ("a/great.wav", "the movie was great", 5, "waveform")
+    assert (row["id"], row["text"], row["label7"]) == ("a/great.wav", "the movie was great", 5)
+    assert audio_facts(dataset)["level"] == "waveform" and audio_facts(dataset)["sampling_rate"] == 16000
     assert row["audio"]["bytes"] == (folder / "a/great.wav").read_bytes()  # the file as it was
     great = speeches["great"]
     assert [(t["word"], t["start"], t["end"]) for t in row["word_timings"]] == great.word_timings
@@ -61,11 +62,23 @@ def test_reads_folder_decodes_any_format_to_16k_mono(tmp_path, speeches):
     assert len(mono) == len(reference) and np.abs(mono - reference).max() < 1e-3
 
 
-def test_without_split_column_everything_is_train(tmp_path, speeches):
+def test_without_split_column_a_seeded_holdout_makes_every_split(tmp_path, speeches):
     folder = tmp_path / "rec"
-    write_folder(folder, [{k: v for k, v in r.items() if k != "split"} for r in rows(speeches)])
+    plain = [{k: v for k, v in r.items() if k != "split"} for r in rows(speeches)]
+    copies = [{**r, "file_name": f"{i}-{r['file_name'].replace('/', '-')}"} for i in range(8) for r in plain]  # 24 rows
+    write_folder(folder, plain + copies)
     dataset = load_mosi("recordings", data_dir=folder, cache_dir=tmp_path / "cache")
-    assert list(dataset) == ["train"] and dataset["train"].num_rows == 3
+    # 27 rows: round(10%) = 3 in validation, 3 in test, drawn by a permutation with the config's seed (0).
+    order = np.random.default_rng(0).permutation(27)
+    names = [r["file_name"] for r in plain + copies]
+    expected = {"validation": sorted(order[:3]), "test": sorted(order[3:6])}
+    expected["train"] = sorted(set(range(27)) - set(order[:6]))
+    assert {split: dataset[split]["id"] for split in dataset} == {s: [names[i] for i in expected[s]] for s in expected}
+    other = load_mosi("recordings", data_dir=folder, cache_dir=tmp_path / "cache", seed=1)
+    assert other["test"]["id"] != dataset["test"]["id"] and other["train"].num_rows == 21
+    write_folder(folder, plain[:2])
+    with pytest.raises(MosiDataError, match="no split column, 2 rows.*expected a split column, or at least 3 rows"):
+        load_mosi("recordings", data_dir=folder, cache_dir=tmp_path / "cache")
 
 
 def _break(folder, how):
