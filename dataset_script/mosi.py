@@ -240,7 +240,7 @@ class Mosi(datasets.GeneratorBasedBuilder):
             )
         if config.source == "mmsa":
             path = find_source(config.data_dir, config.file_name, ("", "Processed"), self.manual_download_instructions)
-            return sources.read_mmsa(path, config.audio_level == "token", config.audio_dim, config.vision_dim)
+            return sources.read_mmsa(path, config.audio_dim, config.vision_dim)
         rows = self._read_tsvs(dl_manager)
         if config.source == "cmbert":
             path = find_source(config.data_dir, config.file_name, ("", "audio", "data/audio"), self.manual_download_instructions)

@@ -2,9 +2,10 @@
 
 Formats (../shared/spec/cm-bert.md, "Data"): the CM-BERT release (`{train,dev,test}.tsv` with a
 `text<TAB>label` header, plus `MOSI_cmu_audio_CLS.pickle`, a tuple of three `(N, 50, 5)` arrays
-with a zero `[CLS]` row) and MMSA's `aligned_50.pkl` / `unaligned_50.pkl` (a dict of splits, each
-a dict of arrays). Every reader raises `MosiDataError` naming the file, split, row and what was
-expected, so a bad file fails before `datasets` starts writing Arrow shards.
+with a zero `[CLS]` row) and MMSA's `aligned_50.pkl` (a dict of splits, each a dict of arrays; its
+`unaligned_50.pkl` holds frame-level features, which CM-BERT cannot take). Every reader raises
+`MosiDataError` naming the file, split, row and what was expected, so a bad file fails before
+`datasets` starts writing Arrow shards.
 """
 
 import codecs
@@ -197,20 +198,18 @@ def read_cmbert_audio(path, num_rows: dict[str, int], width: int) -> dict[str, l
     return audio
 
 
-def read_mmsa(path, aligned: bool, audio_dim: int, vision_dim: int | None) -> dict[str, SplitRows]:
-    """MMSA's `aligned_50.pkl` / `unaligned_50.pkl`; unaligned features are cut to their `*_lengths`."""
+def read_mmsa(path, audio_dim: int, vision_dim: int | None) -> dict[str, SplitRows]:
+    """MMSA's `aligned_50.pkl`: token-level audio (and vision) of `TOKEN_STEPS` rows per utterance."""
     data = _unpickle(path)
     if not isinstance(data, dict) or not set(MMSA_SPLITS.values()) <= set(data):
         raise MosiDataError(path, f"holds a {type(data).__name__}", expected="a dict with keys train, valid, test")
     out = {}
-    steps = TOKEN_STEPS if aligned else None
     for split, key in MMSA_SPLITS.items():
         part = data[key]
         if not isinstance(part, dict):
             raise MosiDataError(path, f"split '{key}' is a {type(part).__name__}", split=split, expected="a dict of arrays")
         modalities = ["audio"] + (["vision"] if vision_dim else [])
         required = ["id", "raw_text", "regression_labels", *modalities]
-        required += [] if aligned else [f"{m}_lengths" for m in modalities]
         missing = [k for k in required if k not in part]
         if missing:
             raise MosiDataError(path, f"missing arrays {missing}", split=split, expected=f"keys {required}")
@@ -231,7 +230,7 @@ def read_mmsa(path, aligned: bool, audio_dim: int, vision_dim: int | None) -> di
         check_labels(labels, path, split)
         widths = {"audio": audio_dim, "vision": vision_dim}
         features = {
-            m: check_features(_cut(part, m, aligned, path, split), path, split, m, widths[m], steps) for m in modalities
+            m: check_features(part[m], path, split, m, widths[m], TOKEN_STEPS) for m in modalities
         }
         out[split] = SplitRows(
             ids=ids,
@@ -260,20 +259,6 @@ def _strings(values, path, split: str, name: str) -> list[str]:
             raise MosiDataError(path, f"'{name}' is a {type(value).__name__}", split=split, row=row, expected="a string")
         out.append(str(value))  # np.str_ -> str
     return out
-
-
-def _cut(part: dict, name: str, aligned: bool, path, split: str):
-    """Unaligned features are zero-padded frames: keep the first `<name>_lengths` of each row."""
-    if aligned:
-        return part[name]
-    cut = []
-    for row, (sample, n) in enumerate(zip(part[name], part[f"{name}_lengths"])):
-        frames = np.shape(sample)[0] if np.ndim(sample) else 0
-        if not (np.isscalar(n) and float(n).is_integer() and 0 <= n <= frames):
-            raise MosiDataError(path, f"{name}_lengths {n}", split=split, row=row,
-                                expected=f"a whole number of frames in [0, {frames}]")
-        cut.append(sample[: int(n)])
-    return cut
 
 
 __all__ = ["MosiDataError", "MissingSourceError", "SplitRows", "SPLITS", "read_tsv", "read_video_ids", "read_cmbert_audio", "read_mmsa"]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dataset_script import load_mosi
+from dataset_script import audio_facts, load_mosi
 from dataset_script.synthetic import MARKER, POLARITY, STRESS_DIM, generate_split, text_polarity
 
 
@@ -23,9 +23,9 @@ def test_cross_modal_fraction_and_what_text_can_reach(tmp_path, fraction):
     for split in dataset:
         part = dataset[split]
         labels = np.array(part["label"])
-        audio = [np.array(a) for a in part["audio"]]
+        audio = [np.array(a) for a in part["audio_features"]]
         words = [t.split() for t in part["text"]]
-        assert set(part["audio_level"]) == {"word"} and all(len(a) == len(w) for a, w in zip(audio, words))
+        assert audio_facts(part)["level"] == "word" and all(len(a) == len(w) for a, w in zip(audio, words))
         stressed = [np.flatnonzero(a[:, STRESS_DIM] > MARKER / 2) for a in audio]
         cross = np.array([len(s) == 1 for s in stressed])
         assert all(len(s) <= 1 for s in stressed)  # at most one stressed word, only in cross-modal rows
@@ -43,7 +43,7 @@ def test_cross_modal_fraction_and_what_text_can_reach(tmp_path, fraction):
         assert np.all(np.sign(plain_polarity[~cross]) == np.sign(labels[~cross]))
     train = dataset["train"]
     labels = np.array(train["label"])
-    stressed = np.array([np.array(a)[:, STRESS_DIM].max() > MARKER / 2 for a in train["audio"]])
+    stressed = np.array([np.array(a)[:, STRESS_DIM].max() > MARKER / 2 for a in train["audio_features"]])
     # The best text-only guess on a cross-modal row is the midpoint of its two polarities.
     midpoint = [np.mean([POLARITY[x] for x in t.split() if x in POLARITY]) for t in train["text"]]
     text_guess = np.where(stressed, midpoint, [text_polarity(t) for t in train["text"]])

@@ -187,11 +187,10 @@ def test_mmsa_rows_of_different_widths(tmp_path):
         build(tmp_path, tmp_path, config="mmsa_aligned")
 
 
-def _mmsa_part(frames=8):
+def _mmsa_part():
     return {
         "id": np.array(["v$_$0", "v$_$1"]), "raw_text": np.array(["A", "B"]),
-        "audio": np.ones((2, frames, 5)), "vision": np.ones((2, frames, 20)),
-        "audio_lengths": np.array([3, frames]), "vision_lengths": np.array([frames, 1]),
+        "audio": np.ones((2, 50, 5)), "vision": np.ones((2, 50, 20)),
         "regression_labels": np.array([0.5, -1.0], dtype=np.float32),
     }  # fmt: skip
 
@@ -199,11 +198,7 @@ def _mmsa_part(frames=8):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda p: p.update(audio_lengths=np.array([3, 9])), "split 'train', row 1: audio_lengths 9 (expected a whole number of frames in [0, 8])"),
-        (lambda p: p.update(vision_lengths=np.array([-2, 1])), "split 'train', row 0: vision_lengths -2 (expected"),
-        (lambda p: p.update(audio_lengths=np.array([2.5, 1])), "split 'train', row 0: audio_lengths 2.5 (expected"),
         (lambda p: p.pop("vision"), "split 'train': missing arrays ['vision'] (expected keys"),
-        (lambda p: p.pop("vision_lengths"), "split 'train': missing arrays ['vision_lengths'] (expected keys"),
         (lambda p: p.update(regression_labels=np.array(["x", "y"])), "split 'train': regression_labels are not numbers"),
         (lambda p: p.update(audio=7), "split 'train': 0 rows of 'audio' (expected 2, as many as 'id')"),
         (lambda p: p.update(raw_text=np.array(["A", " \t"], dtype=object)), "split 'train', row 1: empty text ' \\t' (expected a transcript"),
@@ -211,28 +206,21 @@ def _mmsa_part(frames=8):
         (lambda p: p.update(id=np.array([b"v$_$0", 1], dtype=object)), "split 'train', row 1: 'id' is a int (expected a string)"),
         (lambda p: p.update(id=np.array([["v$_$0", "v$_$1"]])), "split 'train': 'id' of 2 dimensions (expected one string per row)"),
     ],
-    ids=["length-above", "length-negative", "length-fraction", "no-vision", "no-vision-lengths", "text-labels", "scalar",
-         "empty-text", "text-not-utf8", "id-not-string", "id-2d"],
+    ids=["no-vision", "text-labels", "scalar", "empty-text", "text-not-utf8", "id-not-string", "id-2d"],
 )
-def test_bad_mmsa_unaligned_pickle(tmp_path, edit, message):
+def test_bad_mmsa_pickle(tmp_path, edit, message):
     part = _mmsa_part()
     edit(part)
-    (tmp_path / "unaligned_50.pkl").write_bytes(pickle.dumps({"train": part, "valid": _mmsa_part(), "test": _mmsa_part()}))
+    (tmp_path / "aligned_50.pkl").write_bytes(pickle.dumps({"train": part, "valid": _mmsa_part(), "test": _mmsa_part()}))
     with pytest.raises(MosiDataError) as error:
-        build(tmp_path, tmp_path, config="mmsa_unaligned")
-    assert f"unaligned_50.pkl, {message}" in str(error.value)
+        build(tmp_path, tmp_path, config="mmsa_aligned")
+    assert f"aligned_50.pkl, {message}" in str(error.value)
 
 
 def test_mmsa_split_that_is_not_a_dict(tmp_path):
-    (tmp_path / "unaligned_50.pkl").write_bytes(pickle.dumps({"train": [1], "valid": _mmsa_part(), "test": _mmsa_part()}))
-    with pytest.raises(MosiDataError, match=r"unaligned_50.pkl, split 'train': split 'train' is a list \(expected a dict"):
-        build(tmp_path, tmp_path, config="mmsa_unaligned")
-
-
-def test_mmsa_unaligned_rows_are_cut_to_their_lengths(tmp_path):
-    (tmp_path / "unaligned_50.pkl").write_bytes(pickle.dumps({s: _mmsa_part() for s in ("train", "valid", "test")}))
-    train = build(tmp_path, tmp_path, config="mmsa_unaligned")["train"]
-    assert [len(a) for a in train["audio"]] == [3, 8] and [len(v) for v in train["vision"]] == [8, 1]
+    (tmp_path / "aligned_50.pkl").write_bytes(pickle.dumps({"train": [1], "valid": _mmsa_part(), "test": _mmsa_part()}))
+    with pytest.raises(MosiDataError, match=r"aligned_50.pkl, split 'train': split 'train' is a list \(expected a dict"):
+        build(tmp_path, tmp_path, config="mmsa_aligned")
 
 
 @pytest.mark.parametrize("kind", ["S", "object-bytes", "object-str"])
@@ -247,8 +235,8 @@ def test_mmsa_strings_of_bytes_are_decoded(tmp_path, kind):
             encoded = {name: [v.encode() for v in values] for name, values in (("id", ids), ("raw_text", texts))}
             part.update({name: np.array(values, dtype="S" if kind == "S" else object) for name, values in encoded.items()})
         parts[split] = part
-    (tmp_path / "unaligned_50.pkl").write_bytes(pickle.dumps(parts))
-    dataset = build(tmp_path, tmp_path, config="mmsa_unaligned")
+    (tmp_path / "aligned_50.pkl").write_bytes(pickle.dumps(parts))
+    dataset = build(tmp_path, tmp_path, config="mmsa_aligned")
     for split in ("train", "validation", "test"):
         assert dataset[split]["id"] == ids and dataset[split]["text"] == texts
         assert dataset[split]["video_id"] == ["v1", "v2"]

@@ -1,10 +1,13 @@
 """The `recordings` config: a folder of audio files with metadata, validated, decoded to 16 kHz mono, exported."""
 
 import json
+import re
+from pathlib import Path
 
 import datasets
 import librosa
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
@@ -175,3 +178,117 @@ def test_export_keeps_the_audio_and_loads_back(tmp_path, speeches):
     row = built["train"].cast_column("audio", datasets.Audio(decode=False))[0]
     assert row["audio"]["bytes"] == (folder / "a/great.wav").read_bytes()
     json.dumps(row["word_timings"])  # plain values
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink"])
+def test_a_file_outside_the_folder_is_refused(tmp_path, speeches, how):
+    folder, outside = tmp_path / "rec", tmp_path / "elsewhere" / "secret.wav"
+    write_folder(folder, rows(speeches))
+    outside.parent.mkdir()
+    (folder / "boring.wav").rename(outside)
+    name = {"dotdot": "../elsewhere/secret.wav", "absolute": str(outside), "symlink": "boring.wav"}[how]
+    if how == "symlink":
+        (folder / "boring.wav").symlink_to(outside)
+    write_folder(folder, [{**r, "file_name": name} if r["file_name"] == "boring.wav" else r for r in rows(speeches)])
+    with pytest.raises(MosiDataError, match=rf"file_name '{re.escape(name)}' resolves to {outside}, outside the folder"):
+        load_mosi("recordings", data_dir=folder, cache_dir=tmp_path / "cache")
+
+
+def test_export_holds_relative_paths_and_only_the_folders_bytes(tmp_path, speeches):
+    folder = tmp_path / "rec"
+    write_folder(folder, rows(speeches))
+    out = export_to_folder(tmp_path / "hub", configs=["recordings"], data_dir=str(folder), cache_dir=tmp_path / "c")
+    for shard in sorted(out.rglob("*.parquet")):
+        for audio in pq.read_table(shard).column("audio").to_pylist():
+            assert not Path(audio["path"]).is_absolute() and ".." not in Path(audio["path"]).parts
+            assert audio["bytes"] == (folder / audio["path"]).read_bytes()
+    exported = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
+    assert str(tmp_path).encode() not in exported  # no local path anywhere in the export
+
+
+def _clip(seconds, dbfs, rate=16000):
+    """A 200 Hz tone of `seconds` whose RMS is `dbfs` (a sine's peak is sqrt(2) times its RMS)."""
+    t = np.arange(int(seconds * rate)) / rate
+    return (np.sqrt(2) * 10 ** (dbfs / 20) * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "waveform, text, message",
+    [
+        (_clip(1.0, -70), "so boring", r"boring.wav is silent \(loudest frame -70\.\d dBFS\).*louder than -60.0 dBFS"),
+        (_clip(1.0, -20), " ".join(["word"] * 500), r"boring.wav lasts 1.000 s for 500 words.*at least 0.05 s per word"),
+        (_clip(10 / 16000, -20), "so boring", r"boring.wav lasts 0.001 s for 2 words"),
+    ],
+    ids=["-70 dBFS", "500 words a second", "10 samples"],
+)
+def test_clips_the_extractor_refuses_are_refused_when_built(tmp_path, speeches, waveform, text, message):
+    from cmbert_hf.feature_extraction_cmbert import CMBertFeatureExtractor
+
+    folder = tmp_path / "rec"
+    write_folder(folder, [{**r, "text": text} if r["file_name"] == "boring.wav" else r for r in rows(speeches)])
+    sf.write(folder / "boring.wav", waveform, 16000, subtype="FLOAT")
+    with pytest.raises(MosiDataError, match=message):
+        load_mosi("recordings", data_dir=folder, cache_dir=tmp_path / "cache")
+    with pytest.raises(ValueError, match="silent|too short"):  # the same clip, refused by the extraction too
+        CMBertFeatureExtractor(aligner="proportional", do_normalize=False).word_features(str(folder / "boring.wav"), text.split())
+    sf.write(folder / "boring.wav", _clip(1.0, -55), 16000, subtype="FLOAT")  # just above the threshold: both take it
+    write_folder(folder, [{**r, "speech": None} if r["file_name"] == "boring.wav" else r for r in rows(speeches)])
+    assert load_mosi("recordings", data_dir=folder, cache_dir=tmp_path / "cache")["validation"].num_rows == 1
+    CMBertFeatureExtractor(aligner="proportional", do_normalize=False).word_features(str(folder / "boring.wav"), ["so", "boring"])
+
+
+def test_builder_thresholds_are_the_extractors():
+    from cmbert_hf import feature_extraction_cmbert as extraction
+    from dataset_script import RecordingsConfig
+
+    config = RecordingsConfig()
+    assert (config.silence_dbfs, config.min_seconds_per_word) == (extraction.SILENCE_DBFS, extraction.MIN_SECONDS_PER_WORD)
+
+
+@pytest.mark.parametrize(
+    "update, message",
+    [
+        ({"label": True}, r"boring.wav: label true \(expected a number in \[-3, 3\]\)"),
+        ({"text": ["so", "boring"]}, r"boring.wav: text is a list \(expected a string of words\)"),
+        ({"file_name": "a/great.wav"}, r"a/great.wav: the same file as row 0 \(expected each audio file once"),
+        ({"file_name": "./a/../a/great.wav"}, r"a/great.wav: the same file as row 0"),
+    ],
+)
+def test_bad_rows_are_refused(tmp_path, speeches, update, message):
+    folder = tmp_path / "rec"
+    write_folder(folder, rows(speeches))
+    write_folder(folder, [{**r, **update, "speech": None} if r["file_name"] == "boring.wav" else r for r in rows(speeches)])
+    with pytest.raises(MosiDataError, match=message):
+        load_mosi("recordings", data_dir=folder, cache_dir=tmp_path / "cache")
+
+
+def test_metadata_that_is_not_utf8_names_the_file_and_line(tmp_path, speeches):
+    folder = tmp_path / "rec"
+    path = write_folder(folder, rows(speeches), metadata="metadata.csv")
+    lines = path.read_bytes().splitlines()
+    lines[2] = lines[2].replace(b"so boring", b"so bor\xefng")
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(MosiDataError, match=rf"{path}, row 1: line 3 is not UTF-8"):
+        load_mosi("recordings", data_dir=folder, cache_dir=tmp_path / "cache")
+
+
+def test_an_edit_in_place_builds_and_validates_again(tmp_path, speeches):
+    folder, cache = tmp_path / "rec", tmp_path / "cache"
+    path = write_folder(folder, rows(speeches), metadata="metadata.csv")
+    assert load_mosi("recordings", data_dir=folder, cache_dir=cache)["test"]["label"] == [pytest.approx(1.4)]
+    path.write_text(path.read_text().replace(",1.4,", ",5,"))  # what `sed -i` does: same folder, same cache
+    with pytest.raises(MosiDataError, match=r"fun.wav: label 5.0 \(expected a number in \[-3, 3\]\)"):
+        load_mosi("recordings", data_dir=folder, cache_dir=cache)
+    path.write_text(path.read_text().replace(",5,", ",-1.5,"))
+    assert load_mosi("recordings", data_dir=folder, cache_dir=cache)["test"]["label"] == [-1.5]
+    (folder / "fun.wav").rename(folder / "gone.wav")
+    with pytest.raises(MosiDataError, match="fun.wav not found"):
+        load_mosi("recordings", data_dir=folder, cache_dir=cache)
+
+
+def test_a_folder_without_metadata_is_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    for folder, message in ((tmp_path / "empty", "found neither of metadata.csv / metadata.jsonl"), (tmp_path / "nope", "no such folder")):
+        with pytest.raises(FileNotFoundError, match=message) as error:
+            load_mosi("recordings", data_dir=folder, cache_dir=tmp_path / "cache")
+        assert "\n" not in str(error.value) and str(folder) in str(error.value)
