@@ -79,7 +79,7 @@ def test_evaluate_prints_the_metrics_of_a_split(tiny_folder, pipe, tmp_path_fact
     printed = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in lines[3:]}
 
     rows = load_mosi("synthetic", cache_dir=cache)["validation"].select(range(12))
-    scores = [pipe({"text": row["text"], "audio_features": row["audio"]})["score"] for row in rows]
+    scores = [pipe({"text": row["text"], "audio_features": row["audio_features"]})["score"] for row in rows]
     expected = sentiment_metrics(scores, rows["label"])
     assert printed == pytest.approx(expected, abs=1e-4)
 

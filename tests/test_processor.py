@@ -294,10 +294,9 @@ def test_prepare_audio_splits_fits_on_train_only(tmp_path, tokenizer):
     np.testing.assert_allclose(extractor.feature_mean, train.mean(axis=0), rtol=1e-6)
     np.testing.assert_allclose(extractor.feature_std, std, rtol=1e-6)
     for name, split in out.items():
-        assert sorted(split.column_names) == ["audio", "audio_level", "text", "word_timing", "word_timings"]
-        assert split["audio_level"] == ["word"] * len(split)
+        assert sorted(split.column_names) == ["audio_features", "text", "word_timing", "word_timings"]
         for row, features in zip(split, raw[name], strict=True):
-            np.testing.assert_allclose(row["audio"], (features - train.mean(axis=0)) / std, atol=1e-4)
+            np.testing.assert_allclose(row["audio_features"], (features - train.mean(axis=0)) / std, atol=1e-4)
 
 
 def test_extraction_errors_name_the_row_and_file(tmp_path, tokenizer):

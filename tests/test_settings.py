@@ -13,7 +13,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import BertConfig, HfArgumentParser
 
 from cmbert_hf import CMBertConfig
-from cmbert_hf.configuration_cmbert import LABEL7_NAMES, fusion_setting, sentiment_class
+from cmbert_hf.configuration_cmbert import LABEL7_NAMES, LABEL_RANGE, fusion_setting, sentiment_class
 from cmbert_hf.model_card import write_model_card
 from helpers import TINY
 
@@ -128,8 +128,10 @@ def test_sentiment_classes_round_halves_to_even_and_clip():
 
 def test_modules_use_the_shared_constants():
     from cmbert_hf import pipeline_cmbert, processing_cmbert
-    from dataset_script import mosi
+    from dataset_script import facts
 
-    assert mosi.LABEL7_NAMES is LABEL7_NAMES and pipeline_cmbert.LABEL7_NAMES is LABEL7_NAMES
+    # The data package owns its label scale and classes (it imports nothing from the model's); the model agrees.
+    assert (facts.LABEL7_NAMES, facts.LABEL_RANGE) == (LABEL7_NAMES, LABEL_RANGE)
+    assert pipeline_cmbert.LABEL7_NAMES is LABEL7_NAMES
     default = processing_cmbert.CMBertProcessor.__call__.__defaults__
     assert train.DataArguments().max_length == 50 and 50 in default

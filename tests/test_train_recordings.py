@@ -15,6 +15,7 @@ from cmbert_hf import CMBertFeatureExtractor, CMBertSentimentPipeline
 from cmbert_hf import alignment_cmbert as alignment
 from cmbert_hf.feature_extraction_cmbert import DEFAULT_FEATURES
 from cmbert_hf.pipeline_cmbert import TASK
+from dataset_script import Mosi
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import train  # noqa: E402
@@ -63,9 +64,10 @@ def test_a_run_on_recordings_fits_the_extractor_on_train_and_records_it(
     ],
 )
 def test_precomputed_configs_record_their_source(dataset_config, use_audio, expected):
-    raw = datasets.DatasetDict(train=datasets.Dataset.from_dict({"text": ["a"], "audio": [[[0.0] * 5]]}))
+    raw = datasets.DatasetDict(train=datasets.Dataset.from_dict({"text": ["a"], "audio_features": [[[0.0] * 5]]}))
     extractor = CMBertFeatureExtractor()
-    same, provenance = train.featurize_audio(raw, dataset_config, extractor, None, use_audio, None)
+    facts = Mosi.builder_configs[dataset_config].audio_facts()  # declared by the config, not read from its name
+    same, provenance = train.featurize_audio(raw, facts, extractor, None, use_audio, None)
     assert same is raw and provenance == {"audio_feature_source": expected, "audio_feature_names": None}
     assert not extractor.is_fitted
 
@@ -152,7 +154,7 @@ def test_predict_on_a_test_clip_scores_as_the_evaluation_of_that_clip(spoken_run
 def test_dataset_options_are_checked():
     assert train.dataset_options("{train_size: 8}") == {"train_size": 8}
     assert train.dataset_options('{"seed": 2}') == {"seed": 2} and train.dataset_options(None) == {}
-    with pytest.raises(train.ArgumentError, match=r"unknown dataset options \['train_sise'\]; MosiConfig's fields"):
+    with pytest.raises(train.ArgumentError, match=r"unknown dataset options \['train_sise'\]; MosiConfig / RecordingsConfig's fields"):
         train.dataset_options({"train_sise": 8})
     with pytest.raises(train.ArgumentError, match="must be a mapping"):
         train.dataset_options("[1, 2]")
