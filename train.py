@@ -463,7 +463,7 @@ def audio_record(feature_extractor) -> dict:
         "source": "extracted from the recordings by CMBertFeatureExtractor (librosa: YIN f0, RMS energy, MFCC)",
         "aligner": feature_extractor.aligner,
         "normalization": "standardised with the train split's per-feature mean and std (feature_mean, feature_std "
-                         "in preprocessor_config.json)",
+                         "in processor_config.json)",
     }
 
 
