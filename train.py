@@ -76,7 +76,7 @@ from cmbert_hf.configuration_cmbert import MAX_LENGTH
 from cmbert_hf.feature_extraction_cmbert import CMBertFeatureExtractor
 from cmbert_hf.hub import PushError, check_model_location, push_folder
 from cmbert_hf.metrics import markdown_table, summarize
-from cmbert_hf.model_card import write_model_card
+from cmbert_hf.model_card import training_data, without_local_paths, write_model_card
 from cmbert_hf.run_folder import (
     RESULTS,
     ArgumentError,
@@ -471,20 +471,21 @@ def write_results(output_dir, model_args, data_args, training_args, metrics, sta
                   audio=None, alignment=None) -> None:
     """results.json and the model card: written last, so a folder that has them is complete. `audio` and
     `alignment`: the `audio_record` and `alignment_counts` of features extracted from recordings."""
-    results = {
+    results = without_local_paths({  # the folder is pushed as it is
         "seed": training_args.seed,
         "global_step": state.global_step,
         "world_size": training_args.world_size,
         "total_train_batch_size": total_train_batch_size(training_args),
         "samples": samples,
         "audio_feature_size": audio_feature_size,
+        "training_data": training_data(data_args.dataset_config, model_args.text_only),
         "audio": audio,
         "alignment": alignment,
         "model": vars(model_args),
         "data": vars(data_args),
         "training": training_args.to_dict(),
         **metrics,
-    }
+    })
     Path(output_dir, RESULTS).write_text(json.dumps(results, indent=2, default=str))
     write_model_card(TEMPLATE, output_dir, results, training_args.hub_model_id)
 

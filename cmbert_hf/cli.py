@@ -15,6 +15,7 @@ from transformers.utils import cached_file
 
 from .hub import PushError, check_model_location, push_folder
 from .metrics import sentiment_metrics
+from .model_card import card_for_repo
 from .pipeline_cmbert import TASK, CMBertSentimentPipeline
 from .processing_cmbert import check_audio_given
 from .visualization import attention_figure
@@ -32,6 +33,8 @@ class CLIError(Exception):
 
 
 def _push(args) -> int:
+    if args.repo_type == "model":
+        card_for_repo(args.folder, args.repo_id)  # its usage must load the repo it is pushed to
     try:
         commit = push_folder(
             args.folder, args.repo_id, token=args.token, private=args.private or None, repo_type=args.repo_type

@@ -111,10 +111,12 @@ def test_a_new_fusion_setting_reaches_the_arguments_and_the_model_card(tmp_path)
 
 
 def test_the_card_reads_the_saved_config(tmp_path):
-    CMBertConfig.original(text_config=BertConfig(**TINY), audio_feature_size=74).save_pretrained(tmp_path)
+    CMBertConfig.original(
+        text_config=BertConfig(**TINY), audio_feature_size=74, audio_feature_source="covarep"
+    ).save_pretrained(tmp_path)
     card = write_model_card(ROOT / "model_card.md", tmp_path, _results(tmp_path))
     assert "| cls_audio | input |" in card.text and "| text_scaling | batch |" in card.text
-    assert "cannot see the audio" in card.text and "torch.zeros(len(words), 74)" in card.text
+    assert "cannot see the audio" in card.text and "[len(words), 74]: one covarep vector per word" in card.text
 
 
 # --- the task's shared constants --------------------------------------------------------------------
