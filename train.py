@@ -74,6 +74,7 @@ from cmbert_hf import (
 )
 from cmbert_hf.configuration_cmbert import MAX_LENGTH
 from cmbert_hf.feature_extraction_cmbert import CMBertFeatureExtractor
+from cmbert_hf.data_source import check_data_source
 from cmbert_hf.hub import PushError, check_model_location, push_folder
 from cmbert_hf.metrics import markdown_table, summarize
 from cmbert_hf.model_card import training_data, without_local_paths, write_model_card
@@ -229,6 +230,7 @@ def parse_args(argv: list[str] | None = None):
     # Parsed above; listed again (never stored: SUPPRESS) so that --help shows it.
     parser.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    check_data_source(config.config, defaults if config.config else {}, argv, data_args)
     if model_args.original:
         defaults = ModelArguments()
         for name, value in CMBertConfig.original_fusion().items():

@@ -1,6 +1,7 @@
 """Every setting declared once: the fusion settings in `CMBertConfig`, from which train.py's arguments, `--original`,
 the validation of command-line values and the model card's table are derived; the task's shared constants."""
 
+import re
 import subprocess
 import sys
 from dataclasses import fields
@@ -135,3 +136,34 @@ def test_modules_use_the_shared_constants():
     assert mosi.LABEL7_NAMES is LABEL7_NAMES and pipeline_cmbert.LABEL7_NAMES is LABEL7_NAMES
     default = processing_cmbert.CMBertProcessor.__call__.__defaults__
     assert train.DataArguments().max_length == 50 and 50 in default
+
+
+# --- which data a run reads -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--config", "configs/demo.yaml", "--dataset_config", "recordings"],
+         "--dataset_config recordings replaces configs/demo.yaml's dataset_config 'spoken' but would read its data_dir "
+         "'outputs/spoken-corpus'"),
+        (["--config", "configs/demo.yaml", "--dataset_config=synthetic"], "would read its data_dir"),
+        (["--config", "configs/recordings.yaml"], "--dataset_config recordings needs --data_dir"),
+        (["--config", "configs/synthetic.yaml", "--dataset_config", "recordings"], "recordings needs --data_dir"),
+    ],
+)  # fmt: skip
+def test_a_run_never_reads_another_configs_data_dir(argv, message, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(train.ArgumentError, match=re.escape(message)):
+        train.parse_args([*argv, "--output_dir", "outputs/x9"])
+
+
+def test_a_data_dir_given_or_belonging_to_the_config_is_read(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    for argv, data_dir in (
+        (["--config", "configs/demo.yaml", "--dataset_config", "recordings", "--data_dir", "mine"], "mine"),
+        (["--config", "configs/recordings.yaml", "--data_dir=mine"], "mine"),
+        (["--config", "configs/demo.yaml", "--dataset_config", "spoken"], "outputs/spoken-corpus"),  # its own
+        (["--config", "configs/demo.yaml"], "outputs/spoken-corpus"),
+    ):
+        assert train.parse_args(argv)[1].data_dir == data_dir
