@@ -74,9 +74,10 @@ from cmbert_hf import (
 )
 from cmbert_hf.configuration_cmbert import MAX_LENGTH
 from cmbert_hf.feature_extraction_cmbert import CMBertFeatureExtractor
+from cmbert_hf.data_source import check_data_source
 from cmbert_hf.hub import PushError, check_model_location, push_folder
 from cmbert_hf.metrics import markdown_table, summarize
-from cmbert_hf.model_card import write_model_card
+from cmbert_hf.model_card import training_data, without_local_paths, write_model_card
 from cmbert_hf.run_folder import (
     RESULTS,
     ArgumentError,
@@ -229,6 +230,7 @@ def parse_args(argv: list[str] | None = None):
     # Parsed above; listed again (never stored: SUPPRESS) so that --help shows it.
     parser.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    check_data_source(config.config, defaults if config.config else {}, argv, data_args)
     if model_args.original:
         defaults = ModelArguments()
         for name, value in CMBertConfig.original_fusion().items():
@@ -462,7 +464,7 @@ def audio_record(feature_extractor) -> dict:
         "source": "extracted from the recordings by CMBertFeatureExtractor (librosa: YIN f0, RMS energy, MFCC)",
         "aligner": feature_extractor.aligner,
         "normalization": "standardised with the train split's per-feature mean and std (feature_mean, feature_std "
-                         "in preprocessor_config.json)",
+                         "in processor_config.json)",
     }
 
 
@@ -470,20 +472,21 @@ def write_results(output_dir, model_args, data_args, training_args, metrics, sta
                   audio=None, alignment=None) -> None:
     """results.json and the model card: written last, so a folder that has them is complete. `audio` and
     `alignment`: the `audio_record` and `alignment_counts` of features extracted from recordings."""
-    results = {
+    results = without_local_paths({  # the folder is pushed as it is
         "seed": training_args.seed,
         "global_step": state.global_step,
         "world_size": training_args.world_size,
         "total_train_batch_size": total_train_batch_size(training_args),
         "samples": samples,
         "audio_feature_size": audio_feature_size,
+        "training_data": training_data(data_args.dataset_config, model_args.text_only),
         "audio": audio,
         "alignment": alignment,
         "model": vars(model_args),
         "data": vars(data_args),
         "training": training_args.to_dict(),
         **metrics,
-    }
+    })
     Path(output_dir, RESULTS).write_text(json.dumps(results, indent=2, default=str))
     write_model_card(TEMPLATE, output_dir, results, training_args.hub_model_id)
 

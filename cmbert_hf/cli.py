@@ -15,7 +15,9 @@ from transformers.utils import cached_file
 
 from .hub import PushError, check_model_location, push_folder
 from .metrics import sentiment_metrics
+from .model_card import card_for_repo
 from .pipeline_cmbert import TASK, CMBertSentimentPipeline
+from .processing_cmbert import check_audio_given
 from .visualization import attention_figure
 
 TABLE_FORMATS = (".tsv", ".parquet")
@@ -31,6 +33,8 @@ class CLIError(Exception):
 
 
 def _push(args) -> int:
+    if args.repo_type == "model":
+        card_for_repo(args.folder, args.repo_id)  # its usage must load the repo it is pushed to
     try:
         commit = push_folder(
             args.folder, args.repo_id, token=args.token, private=args.private or None, repo_type=args.repo_type
@@ -110,6 +114,22 @@ def make_input(text: str, audio=None, timings=None, features=None, base: Path | 
     return example
 
 
+def _check_audio(pipe, missing: list[str], args) -> None:
+    """Refuses utterances without audio (`missing`: what names them) for a model trained with audio, unless
+    --text-only asks to score their text alone: one line naming them and the flag."""
+    if not missing:
+        return
+    try:
+        check_audio_given(pipe.model.config.audio_feature_source, False, args.text_only, hint="--text-only")
+    except ValueError as error:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise CLIError(f"{shown}: {error}") from error
+
+
+def _has_audio(example: dict) -> bool:
+    return "audio" in example or "audio_features" in example
+
+
 def _table_format(path: str) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in TABLE_FORMATS:
@@ -141,6 +161,7 @@ def _predict_batch(args) -> None:
         except CLIError as error:
             raise CLIError(f"{args.input}, row {i}: {error}") from error
     pipe = load_pipeline(args.model, args.trust_remote_code)
+    _check_audio(pipe, [f"{args.input}, row {i}" for i, example in enumerate(inputs) if not _has_audio(example)], args)
     pulled = []  # the pipeline preprocesses each input as it pulls it: the last one pulled is the one that failed
 
     def rows():
@@ -150,7 +171,8 @@ def _predict_batch(args) -> None:
 
     # A generator makes the pipeline stream results, so the bar moves as they come.
     try:
-        results = list(tqdm(pipe(rows(), batch_size=args.batch_size), total=len(inputs), desc="predict"))
+        results = list(tqdm(pipe(rows(), batch_size=args.batch_size, text_only=args.text_only), total=len(inputs),
+                            desc="predict"))
     except ValueError as error:
         raise CLIError(f"{args.input}, row {pulled[-1]}: {error}") from error
     for key in ("score", "label", "polarity"):
@@ -159,7 +181,10 @@ def _predict_batch(args) -> None:
         table.to_csv(args.output, sep="\t", index=False)
     else:
         table.to_parquet(args.output, index=False)
-    print(f"wrote {len(table)} predictions to {args.output}")
+    with_audio = sum(_has_audio(example) for example in inputs)
+    labels = ", ".join(f"{n} {label}" for label, n in table["label"].value_counts().items())
+    print(f"wrote {len(table)} predictions to {args.output} ({with_audio} with audio, {len(table) - with_audio} text "
+          f"only; {labels})")
 
 
 def _predict(args) -> None:
@@ -171,8 +196,15 @@ def _predict(args) -> None:
         raise CLIError("--audio, --timings and --features go with --text; a batch file names them per row")
     if args.input is not None:
         return _predict_batch(args)
+    print(json.dumps(_score_one(args)))
+
+
+def _score_one(args, **options) -> dict:
+    """The pipeline's result for the utterance of --text and its files."""
     example = make_input(args.text, args.audio, args.timings, args.features)
-    print(json.dumps(load_pipeline(args.model, args.trust_remote_code)(example)))
+    pipe = load_pipeline(args.model, args.trust_remote_code)
+    _check_audio(pipe, [] if _has_audio(example) else [repr(args.text)], args)
+    return pipe(example, text_only=args.text_only, **options)
 
 
 def _evaluate(args) -> None:
@@ -197,14 +229,17 @@ def _evaluate(args) -> None:
     level = audio_facts(split)["level"].replace("waveform", "word")  # recordings become one vector per word
     split = _recordings_to_features(pipe, split, args.timings_column)
 
-    def examples():
-        for row in split:
-            example = {"text": row["text"]}
-            if "audio_features" in row:
-                example.update(audio_features=row["audio_features"], audio_level=level)
-            yield example
-
-    results = tqdm(pipe(examples(), batch_size=args.batch_size), total=len(split), desc="evaluate")
+    examples = []
+    for row in split:
+        example = {"text": row["text"]}
+        if "audio_features" in row:
+            example.update(audio_features=row["audio_features"], audio_level=level)
+        examples.append(example)
+    without = sum(not _has_audio(example) for example in examples)
+    _check_audio(pipe, [f"{without} of the {len(split)} utterances of --data {args.data}"] if without else [], args)
+    # A generator makes the pipeline stream results, so the bar moves as they come.
+    results = tqdm(pipe((example for example in examples), batch_size=args.batch_size, text_only=args.text_only),
+                   total=len(split), desc="evaluate")
     metrics = sentiment_metrics([result["score"] for result in results], split["label"])
     # With --trust-remote-code, classes of the folder's own code (transformers_modules.<folder>...).
     classes = [type(part) for part in (pipe.model, pipe.processor, pipe.processor.feature_extractor)]
@@ -238,9 +273,7 @@ def _recordings_to_features(pipe, split, timings_column):
 
 
 def _explain(args) -> None:
-    example = make_input(args.text, args.audio, args.timings, args.features)
-    pipe = load_pipeline(args.model, args.trust_remote_code)
-    attention_figure(pipe(example, return_attention=True)).savefig(args.out)
+    attention_figure(_score_one(args, return_attention=True)).savefig(args.out)
     print(f"wrote {args.out}")
 
 
@@ -249,6 +282,11 @@ def _add_model_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--trust-remote-code", action="store_true", help="Run the model repo's own code instead of this package's."
     )
+    command.add_argument(
+        "--text-only", action="store_true",
+        help="Score utterances without audio on their text alone, also with a model trained with audio (which "
+        "refuses them otherwise); utterances with audio still use it.",
+    )  # fmt: skip
 
 
 def _add_utterance_arguments(command: argparse.ArgumentParser, text_required: bool) -> None:

@@ -171,6 +171,14 @@ class CMBertConfig(PreTrainedConfig):
         if "layer_norm_eps" in legacy:
             self.fusion_layer_norm_eps = legacy["layer_norm_eps"]
 
+    def to_diff_dict(self) -> dict:
+        # transformers leaves out the top level's `_name_or_path` (where the config was loaded from) but not the
+        # encoder's: a saved folder, and the Hub repo pushed from it, would carry the local path of the checkpoint.
+        serialized = super().to_diff_dict()
+        if isinstance(serialized.get("text_config"), dict):
+            serialized["text_config"].pop("_name_or_path", None)
+        return serialized
+
     def validate_text_config(self):
         """The fusion layer reads `hidden_size` wide hidden states from an encoder that `AutoModel` can build."""
         from transformers.models.auto.modeling_auto import MODEL_MAPPING

@@ -196,7 +196,7 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
             words (`list[str]`, or a list of these for a batch, *optional*):
                 The words, when no timings exist; `aligner` gives them spans.
             sampling_rate (`int`, *optional*):
-                Rate of waveform inputs; assumed to be `self.sampling_rate` when omitted. Files carry their own rate.
+                Rate of waveform inputs, required for them (a waveform without it is refused). Files carry their own.
             do_normalize (`bool`, *optional*):
                 Overrides `self.do_normalize` for this call.
 
@@ -337,9 +337,11 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
             waveform = np.asarray(audio, dtype=np.float32)
             if waveform.ndim != 1:
                 raise ValueError(f"Expected a mono 1-D waveform for {name}, got shape {waveform.shape}.")
-            if sampling_rate is None:
-                logger.warning(f"No sampling_rate given; assuming {self.sampling_rate} Hz.")
-                sampling_rate = self.sampling_rate
+            if sampling_rate is None:  # a guessed rate would give wrong durations and pitch without a word
+                raise ValueError(
+                    f"{name} is a bare waveform without its sampling rate: pass `sampling_rate` (the extractor works "
+                    f"at {self.sampling_rate} Hz and resamples), or pass the audio file, which carries its rate."
+                )
         if waveform.size == 0:
             raise ValueError(f"The audio {name} is empty.")
         if not np.isfinite(waveform).all():

@@ -8,8 +8,9 @@ from httpx2 import HTTPError  # huggingface_hub's HTTP client: connection failur
 from huggingface_hub import CommitInfo, HfApi, constants, try_to_load_from_cache
 from huggingface_hub.errors import HfHubHTTPError
 
-# Training leftovers that are not part of the model repository.
-IGNORE = ["checkpoint-*", "checkpoint-*/**", "runs/**", "*.tmp"]
+# Training leftovers that are not part of the model repository; run_args.json and training_args.bin record this
+# machine's paths to resume or rerun the run locally.
+IGNORE = ["checkpoint-*", "checkpoint-*/**", "runs/**", "*.tmp", "run_args.json", "training_args.bin"]
 # The file that makes a folder pushable, per repository type.
 REQUIRED = {"model": "config.json", "dataset": "README.md"}
 

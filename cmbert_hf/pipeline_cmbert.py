@@ -14,6 +14,7 @@ from transformers import Pipeline
 from transformers.utils import logging
 
 from .configuration_cmbert import LABEL7_NAMES, MAX_LENGTH, sentiment_class
+from .processing_cmbert import check_audio_given
 
 
 logger = logging.get_logger(__name__)
@@ -21,9 +22,15 @@ logger = logging.get_logger(__name__)
 TASK = "multimodal-sentiment-analysis"
 
 
-def score_to_label(score: float) -> str:
-    """The 7-class name of a score (`sentiment_class`: `round(clip(score, -3, 3))`, numpy's halves-to-even)."""
-    return LABEL7_NAMES[int(sentiment_class(score))]
+POLARITIES = ("negative", "neutral", "positive")
+
+
+def score_to_label(score: float) -> tuple[str, str]:
+    """The 7-class name of a score (`sentiment_class`: `round(clip(score, -3, 3))`, numpy's halves-to-even) and its
+    polarity, the side of `"neutral"` that class lies on: both come from the one rounded class, so a score of -0.04
+    is `("neutral", "neutral")`, never a neutral label with a negative polarity."""
+    index = int(sentiment_class(score))
+    return LABEL7_NAMES[index], POLARITIES[(index > 3) - (index < 3) + 1]
 
 
 class CMBertSentimentPipeline(Pipeline):
@@ -37,15 +44,17 @@ class CMBertSentimentPipeline(Pipeline):
     - `"audio"`: a waveform (with `"sampling_rate"`) or a path to an audio file, and optionally `"word_timings"`
       (`(word, start_s, end_s)` per word); the processor's feature extractor computes the features.
 
-    Without audio the model sees zero audio features, which is exactly its text-only forward (`audio_features=None`).
+    An input without audio is refused by a model trained with audio unless `text_only=True` is passed: the model then
+    sees zero audio features, exactly its text-only forward (`audio_features=None`), an input it was not trained on.
     Raw `"audio"` is accepted only by a model trained on this feature extractor's features (its config's
     `audio_feature_source` is `"extractor"`, with the same feature names, and the extractor is fitted); a model
     trained on precomputed features takes `"audio_features"`. A model trained without audio
     (`audio_feature_source="none"`) ignores any audio, with one warning.
 
     Returns, per input, a dict with `"score"` (the regression output, the value every metric scores), `"label"`
-    (the 7-class name of CMU-MOSI's Acc7, from the rounded clipped score) and `"polarity"` (`"positive"` when the score is `>= 0`, the "has0"
-    convention, else `"negative"`). With `return_attention=True` it adds `"tokens"` (the word-pieces, special tokens
+    (the 7-class name of CMU-MOSI's Acc7, from the rounded clipped score) and `"polarity"` (`"negative"`, `"neutral"`
+    or `"positive"`: the side of neutral that label lies on, so the two never contradict; the binary accuracies
+    score the raw sign instead, see `metrics.py`). With `return_attention=True` it adds `"tokens"` (the word-pieces, special tokens
     included, padding excluded) and the `"text_attention"` (`alpha`) and `"multimodal_attention"` (`W_m`) matrices
     over them, as `np.ndarray` of shape `[n_tokens, n_tokens]`.
 
@@ -69,6 +78,9 @@ class CMBertSentimentPipeline(Pipeline):
             Truncation length in word-pieces, as in the original recipe.
         return_attention (`bool`, *optional*, defaults to `False`):
             Whether to return the tokens and both attention matrices.
+        text_only (`bool`, *optional*, defaults to `False`):
+            Score inputs without audio on their text alone, also with a model trained with audio (inputs with
+            audio still use it).
     """
 
     _load_processor = True
@@ -90,13 +102,15 @@ class CMBertSentimentPipeline(Pipeline):
             )
         self._warned_audio_ignored = False
 
-    def _sanitize_parameters(self, max_length=None, return_attention=None):
+    def _sanitize_parameters(self, max_length=None, return_attention=None, text_only=None):
         preprocess = {} if max_length is None else {"max_length": max_length}
+        if text_only is not None:
+            preprocess["text_only"] = text_only
         forward = {} if return_attention is None else {"return_attention": return_attention}
         postprocess = {} if return_attention is None else {"return_attention": return_attention}
         return preprocess, forward, postprocess
 
-    def preprocess(self, inputs, max_length=MAX_LENGTH):
+    def preprocess(self, inputs, max_length=MAX_LENGTH, text_only=False):
         if isinstance(inputs, str):
             inputs = {"text": inputs}
         if not isinstance(inputs, dict) or not isinstance(inputs.get("text"), str):
@@ -110,6 +124,9 @@ class CMBertSentimentPipeline(Pipeline):
                 logger.warning("This model was trained without audio (text only): the audio given is ignored.")
                 self._warned_audio_ignored = True
             inputs = {"text": inputs["text"]}
+        has_audio = any(inputs.get(k) is not None for k in ("audio", "audio_features"))
+        # The model's record decides, not the processor's (a processor built apart from the model may say otherwise).
+        check_audio_given(config.audio_feature_source, has_audio, text_only)
         if inputs.get("audio") is not None:
             # The model's record decides which features it takes (the processor checks its own as well).
             self.processor.check_raw_audio(
@@ -124,7 +141,9 @@ class CMBertSentimentPipeline(Pipeline):
                 audio["word_timings"] = [inputs["word_timings"]]
         if inputs.get("audio_features") is not None:
             audio.update(audio_features=[inputs["audio_features"]], audio_level=inputs.get("audio_level", "word"))
-        encoding = self.processor(text=[inputs["text"]], max_length=max_length, return_tensors="pt", **audio)
+        encoding = self.processor(
+            text=[inputs["text"]], max_length=max_length, return_tensors="pt", text_only=not has_audio, **audio
+        )
         if "audio_features" not in encoding:
             # Zero rows are the model's text-only input; always sending them keeps every item's keys alike for batching.
             width = self.processor.audio_feature_size
@@ -142,7 +161,8 @@ class CMBertSentimentPipeline(Pipeline):
 
     def postprocess(self, model_outputs, return_attention=False):
         score = float(model_outputs["logits"][0, 0].item())
-        result = {"score": score, "label": score_to_label(score), "polarity": "positive" if score >= 0 else "negative"}
+        label, polarity = score_to_label(score)
+        result = {"score": score, "label": label, "polarity": polarity}
         if return_attention:
             # Batches are padded to their longest input: keep the real tokens only.
             real = model_outputs["attention_mask"][0].bool()
@@ -152,4 +172,4 @@ class CMBertSentimentPipeline(Pipeline):
         return result
 
 
-__all__ = ["CMBertSentimentPipeline", "LABEL7_NAMES", "TASK", "score_to_label"]
+__all__ = ["CMBertSentimentPipeline", "LABEL7_NAMES", "POLARITIES", "TASK", "score_to_label"]

@@ -29,6 +29,28 @@ logger = logging.get_logger(__name__)
 AUDIO_LEVELS = ("word", "token")
 
 
+def check_audio_given(source, has_audio: bool, text_only: bool, hint: str = "`text_only=True`") -> None:
+    """
+    Raises a `ValueError` for an utterance without audio given to a model trained with audio (`source` is its
+    `audio_feature_source`: `"extractor"`, `"covarep"` or `"synthetic"`) unless `text_only` asks for that: such a
+    model would see zero audio vectors, an input it never met in training, and score with full confidence. A model
+    trained without audio (`"none"`), or whose source is not recorded (`None`), takes text alone.
+
+    Args:
+        source (`str` or `None`): the model's `audio_feature_source`.
+        has_audio (`bool`): whether the utterance comes with `audio` or `audio_features`.
+        text_only (`bool`): the caller asks to score the text alone.
+        hint (`str`, *optional*): how the caller asks for that, for the message (`--text-only` on the command line).
+    """
+    if has_audio or text_only or source in ("none", None):
+        return
+    what = "features extracted from recordings" if source == "extractor" else f"precomputed {source!r} features"
+    raise ValueError(
+        f"This model was trained with audio ({what}) and the utterance has none: give its audio, or pass {hint} to "
+        "score the text alone (the model then sees zero audio vectors, which it was not trained on)."
+    )
+
+
 class CMBertProcessor(ProcessorMixin):
     r"""
     Pairs the text encoder's tokenizer (any family's fast tokenizer) with a [`CMBertFeatureExtractor`].
@@ -93,6 +115,7 @@ class CMBertProcessor(ProcessorMixin):
         padding=False,
         truncation: bool = True,
         return_tensors=None,
+        text_only: bool = False,
     ) -> BatchEncoding:
         r"""
         Tokenizes `text` and aligns acoustic features to its word-pieces.
@@ -110,6 +133,9 @@ class CMBertProcessor(ProcessorMixin):
                 Truncation length, as in the original recipe; audio is truncated with the text.
             padding, return_tensors:
                 As for the tokenizer; audio is padded with zero rows to the same length.
+            text_only (`bool`, *optional*, defaults to `False`):
+                Encode text without audio for a processor of a model trained with audio (`audio_feature_source`
+                `"extractor"`, `"covarep"` or `"synthetic"`), which otherwise refuses it.
 
         Returns:
             [`BatchEncoding`] with `input_ids`, `attention_mask`, `token_type_ids` and, when audio is given,
@@ -119,6 +145,7 @@ class CMBertProcessor(ProcessorMixin):
             raise ValueError(f"`audio_level` must be one of {AUDIO_LEVELS}, got {audio_level!r}.")
         batched = _is_batched(text, is_split_into_words)
         words = [_split_words(t, is_split_into_words) for t in (text if batched else [text])]
+        check_audio_given(self.audio_feature_source, audio is not None or audio_features is not None, text_only)
         if audio is not None:
             if audio_features is not None:
                 raise ValueError("Pass either `audio` or `audio_features`, not both.")
@@ -185,7 +212,7 @@ class CMBertProcessor(ProcessorMixin):
         if extractor.do_normalize and not extractor.is_fitted:
             raise ValueError(
                 "The feature extractor has no normalisation statistics (feature_mean/feature_std in "
-                "preprocessor_config.json), so its features would not be on the scale the model was trained on: "
+                "processor_config.json), so its features would not be on the scale the model was trained on: "
                 f"use the feature extractor saved by training, or {how}."
             )
 
@@ -406,4 +433,4 @@ def _split_words(text, is_split_into_words: bool) -> list[str]:
     return words
 
 
-__all__ = ["CMBertProcessor"]
+__all__ = ["CMBertProcessor", "check_audio_given"]

@@ -43,7 +43,7 @@ def test_predict_prints_the_score_of_one_utterance(tiny_folder, pipe, tmp_path, 
 
 
 @pytest.mark.parametrize("suffix", [".tsv", ".parquet"])
-def test_predict_writes_a_row_per_input_of_a_batch_file(tiny_folder, pipe, speech, suffix, tmp_path):  # noqa: F811
+def test_predict_writes_a_row_per_input_of_a_batch_file(tiny_folder, pipe, speech, suffix, tmp_path, capsys):  # noqa: F811
     folder, spoken, timings = speech
     np.save(folder / "feats.npy", word_features(TEXTS[1]))
     rows = [
@@ -54,7 +54,9 @@ def test_predict_writes_a_row_per_input_of_a_batch_file(tiny_folder, pipe, speec
     pd.DataFrame(rows).to_csv(folder / "batch.tsv", sep="\t", index=False)
     output = tmp_path / f"predictions{suffix}"
     argv = ["predict", "--model", str(tiny_folder), "--input", str(folder / "batch.tsv"), "--output", str(output)]
-    assert main(argv) == 0
+    assert main(argv) == 1  # row 0 has no audio: refused by a model trained with audio, before anything is written
+    assert f"batch.tsv, row 0: This model was trained with audio" in capsys.readouterr().err and not output.exists()
+    assert main([*argv, "--text-only"]) == 0
 
     table = pd.read_csv(output, sep="\t", keep_default_na=False) if suffix == ".tsv" else pd.read_parquet(output)
     assert list(table.columns) == ["text", "audio", "timings", "features", "score", "label", "polarity"]
@@ -67,6 +69,9 @@ def test_predict_writes_a_row_per_input_of_a_batch_file(tiny_folder, pipe, speec
     assert table["score"].tolist() == pytest.approx([r["score"] for r in expected], abs=1e-5)
     assert table["label"].tolist() == [r["label"] for r in expected]
     assert table["polarity"].tolist() == [r["polarity"] for r in expected]
+    labels = pd.Series([r["label"] for r in expected]).value_counts()
+    summary = f"wrote 3 predictions to {output} (2 with audio, 1 text only; "
+    assert capsys.readouterr().out.strip().splitlines()[-1] == summary + ", ".join(f"{n} {k}" for k, n in labels.items()) + ")"
 
 
 def test_evaluate_prints_the_metrics_of_a_split(tiny_folder, pipe, tmp_path_factory, capsys):  # noqa: F811
@@ -103,7 +108,7 @@ def test_trust_remote_code_runs_the_folders_own_code(tiny_folder, tmp_path_facto
 
 def test_explain_writes_a_png(tiny_folder, tmp_path, capsys):  # noqa: F811
     out = tmp_path / "attention.png"
-    assert main(["explain", "--model", str(tiny_folder), "--text", TEXTS[1], "--out", str(out)]) == 0
+    assert main(["explain", "--model", str(tiny_folder), "--text", TEXTS[1], "--out", str(out), "--text-only"]) == 0
     with Image.open(out) as image:
         assert image.format == "PNG" and min(image.size) > 100
     assert capsys.readouterr().out.strip() == f"wrote {out}"
@@ -118,7 +123,7 @@ def test_explain_writes_a_png(tiny_folder, tmp_path, capsys):  # noqa: F811
         (["predict", "--input", "{tmp}/in.tsv", "--output", "{tmp}/out.csv"], "must end in .tsv or .parquet"),
         (["predict", "--input", "{tmp}/no_text.tsv", "--output", "{tmp}/out.tsv"], "has no `text` column"),
         (["predict", "--input", "{tmp}/blank.tsv", "--output", "{tmp}/out.tsv"], "{tmp}/blank.tsv, row 1: no text"),
-        (["predict", "--input", "{tmp}/wide.tsv", "--output", "{tmp}/out.tsv"],
+        (["predict", "--input", "{tmp}/wide.tsv", "--output", "{tmp}/out.tsv", "--text-only"],
          "{tmp}/wide.tsv, row 1: audio features of sample 0 must have shape (n, 5)"),
         (["predict", "--input", "{tmp}/in.tsv"], "--input needs --output"),
         (["predict"], "pass either --text"),
@@ -241,3 +246,14 @@ def test_hub_ids_are_looked_up_in_the_cache_when_offline(tiny_folder, tmp_path, 
     with pytest.raises(FileNotFoundError, match="user/model is neither a local folder nor in the Hub cache"):
         check_model_location("user/model")
     check_model_location(str(tiny_folder))  # local folders need no cache
+
+
+def test_an_audio_model_given_only_text_refuses_on_the_command_line(tiny_folder, pipe, tmp_path, capsys):  # noqa: F811
+    for command in (["predict"], ["explain", "--out", str(tmp_path / "a.png")]):
+        assert main([*command, "--model", str(tiny_folder), "--text", "what a great movie"]) == 1
+        error = capsys.readouterr().err.strip().splitlines()[-1]  # after the weights' progress bar
+        assert error.startswith(f"cmbert {command[0]}: error: 'what a great movie': This model was trained with audio")
+        assert "pass --text-only to score the text alone" in error and "Traceback" not in error
+    assert not (tmp_path / "a.png").exists()
+    scored = _predict(["--model", str(tiny_folder), "--text", "what a great movie", "--text-only"], capsys)
+    assert scored == {**pipe("what a great movie"), "score": pytest.approx(pipe("what a great movie")["score"])}

@@ -76,9 +76,10 @@ def train_command(tiny_args, tiny_checkpoint, dataset_cache, output_dir, *extra)
 
 
 def hub_files(folder):
-    """What a push of a run folder must upload: every file (a finished run has deleted its checkpoints)."""
+    """What a push of a run folder must upload: every file (a finished run has deleted its checkpoints) but the
+    local records of how to rerun it, which hold this machine's paths."""
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                  if p.is_file())
+                  if p.is_file() and p.name not in ("run_args.json", "training_args.bin"))
 
 
 def local_outputs(folder):

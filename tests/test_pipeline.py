@@ -79,13 +79,14 @@ def model_and_processor(tiny_folder):
 
 @pytest.fixture(scope="module")
 def pipe(model_and_processor):
+    """The tiny audio model's pipeline, which also scores inputs without audio on their text (`text_only=True`)."""
     model, processor = model_and_processor
-    return pipeline(TASK, model=model, processor=processor, device="cpu")
+    return pipeline(TASK, model=model, processor=processor, device="cpu", text_only=True)
 
 
 def manual_forward(model, processor, text, **audio):
     """The model's score and attention maps for one utterance, straight from processor and model."""
-    encoding = processor(text=[text], return_tensors="pt", **{k: [v] for k, v in audio.items()})
+    encoding = processor(text=[text], return_tensors="pt", text_only=not audio, **{k: [v] for k, v in audio.items()})
     with torch.no_grad():
         output = model(**encoding, output_attentions=True)
     tokens = processor.tokenizer.convert_ids_to_tokens(encoding["input_ids"][0])
@@ -107,7 +108,7 @@ def test_scores_and_attention_equal_the_models_forward(pipe, model_and_processor
             np.testing.assert_allclose(result["text_attention"], alpha, atol=1e-6)
             np.testing.assert_allclose(result["multimodal_attention"], weights, atol=1e-6)
     # Text only means the model's `audio_features=None` forward, and a plain string is text only.
-    encoding = processor(text=[TEXTS[0]], return_tensors="pt")
+    encoding = processor(text=[TEXTS[0]], return_tensors="pt", text_only=True)
     with torch.no_grad():
         text_only = model(**encoding).logits[0, 0].item()
     assert pipe(TEXTS[0])["score"] == pytest.approx(text_only, abs=1e-5)
@@ -127,9 +128,11 @@ def test_the_audio_changes_the_score(pipe):
         (-3.7, -3.7, "strongly negative", "negative"),  # the score is the output; the label clips it
         (-2.6, -2.6, "strongly negative", "negative"),
         (-1.5, -1.5, "negative", "negative"),  # halves go to the even neighbour: -2
-        (-0.5, -0.5, "neutral", "negative"),  # -0.5 rounds to -0
-        (0.0, 0.0, "neutral", "positive"),  # >= 0 is positive (the has0 convention)
-        (0.49, 0.49, "neutral", "positive"),
+        (-0.51, -0.51, "weakly negative", "negative"),
+        (-0.5, -0.5, "neutral", "neutral"),  # -0.5 rounds to -0: the polarity is the label's, never its sign
+        (-0.04, -0.04, "neutral", "neutral"),
+        (0.0, 0.0, "neutral", "neutral"),
+        (0.49, 0.49, "neutral", "neutral"),
         (0.51, 0.51, "weakly positive", "positive"),
         (2.5, 2.5, "positive", "positive"),  # 2.5 rounds to 2
         (3.2, 3.2, "strongly positive", "positive"),
@@ -141,7 +144,7 @@ def test_labels_for_hand_chosen_scores(model_and_processor, logit, score, label,
     with torch.no_grad():  # a head that outputs exactly `logit`, whatever the input
         fixed.classifier.weight.zero_()
         fixed.classifier.bias.fill_(logit)
-    result = CMBertSentimentPipeline(model=fixed, processor=processor, device="cpu")(TEXTS[0])
+    result = CMBertSentimentPipeline(model=fixed, processor=processor, device="cpu")(TEXTS[0], text_only=True)
     assert result == {"score": pytest.approx(score), "label": label, "polarity": polarity}
 
 
@@ -258,7 +261,7 @@ def test_saved_folder_names_and_ships_the_pipeline(tiny_folder, pipe):
     assert type(local) is CMBertSentimentPipeline
     assert type(remote).__module__.startswith("transformers_modules.")
     for loaded in (local, remote):
-        assert [result["score"] for result in loaded(TEXTS)] == pytest.approx(expected, abs=1e-6)
+        assert [result["score"] for result in loaded(TEXTS, text_only=True)] == pytest.approx(expected, abs=1e-6)
 
 
 FRESH_PROCESS_PIPELINE = textwrap.dedent(
@@ -269,7 +272,7 @@ FRESH_PROCESS_PIPELINE = textwrap.dedent(
 
     inputs = json.loads(sys.argv[2])
     pipe = pipeline(model="user/cm-bert-pipe", revision=sys.argv[1], trust_remote_code=True, device="cpu")
-    print(json.dumps({"class": type(pipe).__module__, "results": pipe(inputs, batch_size=2)}))
+    print(json.dumps({"class": type(pipe).__module__, "results": pipe(inputs, batch_size=2, text_only=True)}))
     """
 )
 
@@ -288,3 +291,37 @@ def test_hub_repo_runs_as_remote_code_in_a_fresh_process(hub_env, tiny_folder, p
     expected = pipe(inputs)
     assert [r["score"] for r in output["results"]] == pytest.approx([r["score"] for r in expected], abs=1e-5)
     assert [r["label"] for r in output["results"]] == [r["label"] for r in expected]
+
+
+@pytest.mark.parametrize("config", [{}, COVAREP])
+def test_an_audio_model_given_only_text_refuses_unless_asked(tiny_folder, tmp_path, model_and_processor, config):
+    folder = variant(tiny_folder, tmp_path / "variant", config)
+    strict = load(folder)
+    processor = CMBertProcessor.from_pretrained(folder)
+    for score in (lambda: strict(TEXTS[0]), lambda: strict([TEXTS[0]], batch_size=2),
+                  lambda: processor(text=TEXTS[0]), lambda: processor(text=TEXTS[:2], padding=True)):  # fmt: skip
+        with pytest.raises(ValueError, match=r"trained with audio .* has none: .* pass `text_only=True`"):
+            score()
+    # Asked for, the text alone is the model's `audio_features=None` forward; audio given is still used.
+    model = CMBertForSequenceClassification.from_pretrained(folder).eval()
+    with torch.no_grad():
+        expected = model(**processor(text=[TEXTS[0]], return_tensors="pt", text_only=True)).logits[0, 0].item()
+    assert strict(TEXTS[0], text_only=True)["score"] == pytest.approx(expected, abs=1e-5)
+    with_audio = {"text": TEXTS[0], "audio_features": word_features(TEXTS[0])}
+    assert strict(with_audio, text_only=True) == strict(with_audio)
+
+
+def test_a_text_only_model_needs_no_flag(tiny_folder, tmp_path, model_and_processor):
+    assert -3 <= load(variant(tiny_folder, tmp_path / "text-only", TEXT_ONLY))(TEXTS[0])["score"] <= 3
+    _, processor = model_and_processor
+    for source in ("none", None):  # trained without audio, or folders that do not record it
+        text_only = CMBertProcessor(processor.feature_extractor, processor.tokenizer, audio_feature_source=source)
+        assert "audio_features" not in text_only(text=TEXTS[0])
+
+
+def test_a_waveform_without_its_sampling_rate_is_refused(pipe, model_and_processor):
+    _, processor = model_and_processor
+    with pytest.raises(ValueError, match="bare waveform without its sampling rate: pass `sampling_rate`"):
+        pipe({"text": "hello there", "audio": TONE, "word_timings": TIMINGS})
+    with pytest.raises(ValueError, match="bare waveform without its sampling rate"):
+        processor.feature_extractor(TONE, word_timings=TIMINGS)

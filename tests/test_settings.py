@@ -1,6 +1,7 @@
 """Every setting declared once: the fusion settings in `CMBertConfig`, from which train.py's arguments, `--original`,
 the validation of command-line values and the model card's table are derived; the task's shared constants."""
 
+import re
 import subprocess
 import sys
 from dataclasses import fields
@@ -111,10 +112,12 @@ def test_a_new_fusion_setting_reaches_the_arguments_and_the_model_card(tmp_path)
 
 
 def test_the_card_reads_the_saved_config(tmp_path):
-    CMBertConfig.original(text_config=BertConfig(**TINY), audio_feature_size=74).save_pretrained(tmp_path)
+    CMBertConfig.original(
+        text_config=BertConfig(**TINY), audio_feature_size=74, audio_feature_source="covarep"
+    ).save_pretrained(tmp_path)
     card = write_model_card(ROOT / "model_card.md", tmp_path, _results(tmp_path))
     assert "| cls_audio | input |" in card.text and "| text_scaling | batch |" in card.text
-    assert "cannot see the audio" in card.text and "torch.zeros(len(words), 74)" in card.text
+    assert "cannot see the audio" in card.text and "[len(words), 74]: one covarep vector per word" in card.text
 
 
 # --- the task's shared constants --------------------------------------------------------------------
@@ -135,3 +138,34 @@ def test_modules_use_the_shared_constants():
     assert pipeline_cmbert.LABEL7_NAMES is LABEL7_NAMES
     default = processing_cmbert.CMBertProcessor.__call__.__defaults__
     assert train.DataArguments().max_length == 50 and 50 in default
+
+
+# --- which data a run reads -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--config", "configs/demo.yaml", "--dataset_config", "recordings"],
+         "--dataset_config recordings replaces configs/demo.yaml's dataset_config 'spoken' but would read its data_dir "
+         "'outputs/spoken-corpus'"),
+        (["--config", "configs/demo.yaml", "--dataset_config=synthetic"], "would read its data_dir"),
+        (["--config", "configs/recordings.yaml"], "--dataset_config recordings needs --data_dir"),
+        (["--config", "configs/synthetic.yaml", "--dataset_config", "recordings"], "recordings needs --data_dir"),
+    ],
+)  # fmt: skip
+def test_a_run_never_reads_another_configs_data_dir(argv, message, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(train.ArgumentError, match=re.escape(message)):
+        train.parse_args([*argv, "--output_dir", "outputs/x9"])
+
+
+def test_a_data_dir_given_or_belonging_to_the_config_is_read(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    for argv, data_dir in (
+        (["--config", "configs/demo.yaml", "--dataset_config", "recordings", "--data_dir", "mine"], "mine"),
+        (["--config", "configs/recordings.yaml", "--data_dir=mine"], "mine"),
+        (["--config", "configs/demo.yaml", "--dataset_config", "spoken"], "outputs/spoken-corpus"),  # its own
+        (["--config", "configs/demo.yaml"], "outputs/spoken-corpus"),
+    ):
+        assert train.parse_args(argv)[1].data_dir == data_dir

@@ -216,8 +216,10 @@ def test_a_tiny_run_writes_a_hub_ready_folder(finished_run):
     reported = {m.metric_name: m.metric_value for m in card.data.eval_results}
     assert reported["MAE"] == pytest.approx(metrics["test"]["test_mae"])
     assert reported["Acc2 (non0)"] == pytest.approx(metrics["test"]["test_acc2_non0"])
-    assert card.data.datasets == ["synthetic-mosi"] and {"multimodal", "audio", "custom_code"} <= set(card.data.tags)
+    assert card.data.datasets is None and {"multimodal", "audio", "custom_code"} <= set(card.data.tags)  # no Hub ids
     assert "fine-tuned for text + audio" in card.text and "(48 samples)" in card.text
+    assert "not meant for:\n\n- any real input: its audio vectors were random numbers" in card.text
+    assert results["training_data"]["not_for"][0].startswith("any real input")
     assert "| total_train_batch_size | 24 |" in card.text and "| freeze_embeddings | True |" in card.text
     assert "trust_remote_code=True" in card.text and 'revision = "main"  # pin a commit id' in card.text
     assert "output as it is" in card.text and "Acc7 rounds it after clipping to [-3, 3]" in card.text  # the metrics

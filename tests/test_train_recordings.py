@@ -2,12 +2,16 @@
 every run records (feature extractor, COVAREP, synthetic, none)."""
 
 import json
+import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
+from huggingface_hub import HfApi, hf_hub_download
 from test_processor import TIMINGS, TONE, recordings, timed
 from transformers import pipeline
 
@@ -158,3 +162,50 @@ def test_dataset_options_are_checked():
         train.dataset_options({"train_sise": 8})
     with pytest.raises(train.ArgumentError, match="must be a mapping"):
         train.dataset_options("[1, 2]")
+
+
+CARD_SNIPPET = re.compile(r"```python\n(.*?)```", re.S)
+
+
+def test_the_card_of_a_trained_folder_can_be_published_as_written(spoken_run, hub_env, tmp_path):
+    corpus, out, _ = spoken_run
+    folder = tmp_path / "run"
+    shutil.copytree(out, folder)
+    from cmbert_hf import cli
+
+    # `cmbert push` renders the card again for the repo it pushes to (train.py's push passes --hub_model_id).
+    assert cli.main(["push", str(folder), "--repo-id", "me/cm-bert-spoken"]) == 0
+    api = HfApi()
+    pushed = api.list_repo_files("me/cm-bert-spoken")
+    card = Path(hf_hub_download("me/cm-bert-spoken", "README.md")).read_text()
+    assert 'repo = "me/cm-bert-spoken"' in card and "cmbert " not in card  # no CLI that Hub users do not have
+    # Every file the card names is one the repo has.
+    named = set(re.findall(r"[\w-]+\.(?:json|py|safetensors)\b", card))
+    assert {"processor_config.json", "feature_extraction_cmbert.py", "modeling_cmbert.py"} <= named
+    assert named <= set(pushed), named - set(pushed)
+    # Requirements, the data it heard and what it is not for; no made-up Hub data sets.
+    assert re.search(r'pip install "transformers>=\S+" "torch>=\S+" "numpy>=\S+" "librosa>=\S+" "soundfile>=\S+" '
+                     r'"pocketsphinx>=\S+"`', card)  # quoted: `>=` unquoted is a shell redirection
+    assert "## Intended use and limitations" in card and "synthetic (espeak-ng)" in card
+    assert "- real voices: it heard only espeak-ng's synthetic speech" in card
+    assert "\ndatasets:" not in card and "CMU-MOSI" not in card and "zadeh2016mosi" not in card
+    results = json.loads((folder / "results.json").read_text())
+    assert results["training_data"]["speech"] == "synthetic (espeak-ng)"
+    assert results["training_data"]["not_for"][0].startswith("real voices")
+    # No pushed JSON holds a path of this machine (the encoder's, the data's, the output folder's).
+    assert "run_args.json" not in pushed and "training_args.bin" not in pushed
+    for name in (name for name in pushed if name.endswith(".json")):
+        text = Path(hf_hub_download("me/cm-bert-spoken", name)).read_text()
+        for local in (str(tmp_path.parent), str(corpus), str(Path.home()), sys.prefix):
+            assert local not in text, (name, local)
+    # The card's usage runs as written against the pushed repo, in a fresh process without this package, given a
+    # recording (the example's clip.wav: a test clip, with its own transcript).
+    row = next(json.loads(line) for line in (corpus / "metadata.jsonl").read_text().splitlines())
+    shutil.copy(corpus / row["file_name"], tmp_path / "clip.wav")
+    code = CARD_SNIPPET.search(card).group(1).replace("i really liked this movie", row["text"])
+    code = 'import sys\nsys.modules["cmbert_hf"] = None\n' + code + "\nprint(score, pipe.__class__.__module__)\n"
+    ran = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=hub_env, capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    score, module = ran.stdout.split()[-2:]
+    assert -3 <= float(score) <= 3 and module.startswith("transformers_modules.")
