@@ -15,7 +15,7 @@ installed `dataset_script` package, so it also loads as a stand-alone module nam
 """
 
 import hashlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
