@@ -191,6 +191,7 @@ def _evaluate(args) -> None:
     from dataset_script import load_mosi
     from dataset_script.mosi import config_options
 
+    from .featurize import featurize_for_model
     from .hub import check_model_location
     from .metrics import sentiment_metrics
 
@@ -206,7 +207,7 @@ def _evaluate(args) -> None:
     if args.max_samples is not None:
         split = split.select(range(min(args.max_samples, len(split))))
     pipe = load_pipeline(args.model, args.trust_remote_code)
-    split = _recordings_to_features(pipe, split, args.timings_column)
+    split = featurize_for_model(split, pipe.processor, pipe.model.config, args.timings_column)
 
     def examples():
         for row in split:
@@ -227,25 +228,6 @@ def _evaluate(args) -> None:
     print("| metric | value |\n|---|---|")
     for name, value in metrics.items():
         print(f"| {name} | {value:.4f} |")
-
-
-def _recordings_to_features(pipe, split, timings_column):
-    """A split of recordings with the model's word features in `audio`, extracted as train.py extracted its
-    training data (the processor's `extract_word_features`: timings where given, else aligned, spread where
-    alignment fails) and normalised with the saved statistics; other splits as they are (a model trained without
-    audio reads only the text)."""
-    from .processing_cmbert import CMBertProcessor
-
-    if not CMBertProcessor.has_raw_audio(split):
-        return split
-    config = pipe.model.config
-    if config.audio_feature_source == "none":
-        return split.remove_columns("audio")
-    processor = pipe.processor
-    processor.check_raw_audio(config.audio_feature_source, config.audio_feature_names, config.audio_feature_size)
-    timings = timings_column if timings_column in split.column_names else None
-    extracted = processor.extract_word_features(split, timings_column=timings, spread_unaligned=True)
-    return processor.normalize_word_features(extracted)
 
 
 def _explain(args) -> None:

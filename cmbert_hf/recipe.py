@@ -28,6 +28,7 @@ from transformers import AutoTokenizer, set_seed
 from .configuration_cmbert import CMBertConfig
 from .data_collator import CMBertDataCollator
 from .feature_extraction_cmbert import CMBertFeatureExtractor
+from .featurize import featurize_training_splits, has_raw_audio
 from .hub import PushError, check_model_location, push_folder
 from .metrics import compute_metrics, markdown_table, summarize
 from .model_card import write_model_card
@@ -62,11 +63,12 @@ def resolve_model_path(name: str) -> str:
 
 
 def encode_splits(raw, data_args, processor, use_audio: bool, names=SPLITS):
-    """Turns the splits `names` into unpadded model inputs (the collator pads per batch)."""
+    """Turns the splits `names` into unpadded model inputs, truncated at the processor's `max_length` (the collator
+    pads per batch)."""
 
     def encode(batch):
         audio = {"audio_features": batch["audio"], "audio_level": batch["audio_level"][0]} if use_audio else {}
-        encoded = processor(text=batch["text"], max_length=data_args.max_length, **audio)
+        encoded = processor(text=batch["text"], padding=False, **audio)
         return {**encoded, "labels": batch["label"]}
 
     limits = {"train": data_args.max_train_samples}
@@ -89,16 +91,14 @@ def dataset_options(options) -> dict:
         raise ArgumentError(f"--dataset_options: {error}") from error
 
 
-def featurize_audio(
-    raw, dataset_config, feature_extractor, tokenizer, use_audio, training_args, timings_column=None, num_proc=None
-):
+def featurize_audio(raw, dataset_config, feature_extractor, use_audio, training_args, timings_column=None, num_proc=None):
     """Raw recordings become normalised word features (extracted per split, statistics from train only); returns
     the splits and where the model's audio vectors come from (`audio_feature_source`, `audio_feature_names`).
     Word spans come from `timings_column` where a row has them, else from pocketsphinx, else (alignment failed)
     from spreading the words; `alignment_counts` counts each."""
     if not use_audio:
         return raw, {"audio_feature_source": "none", "audio_feature_names": None}
-    if not CMBertProcessor.has_raw_audio(raw["train"]):
+    if not has_raw_audio(raw["train"]):
         source = "synthetic" if dataset_config == "synthetic" else "covarep"
         return raw, {"audio_feature_source": source, "audio_feature_names": None}
     if timings_column not in raw["train"].column_names:
@@ -107,9 +107,7 @@ def featurize_audio(
                                 f"({raw['train'].column_names}).")
         timings_column = None
     with training_args.main_process_first(desc="audio features"):
-        raw = CMBertProcessor(feature_extractor, tokenizer).prepare_audio_splits(
-            raw, timings_column=timings_column, num_proc=num_proc
-        )
+        raw = featurize_training_splits(raw, feature_extractor, timings_column=timings_column, num_proc=num_proc)
     return raw, {"audio_feature_source": "extractor", "audio_feature_names": feature_extractor.features}
 
 
@@ -167,11 +165,11 @@ def prepare_data(model_args, data_args, training_args, names=SPLITS):
                         **dataset_options(data_args.dataset_options))
     use_audio = not model_args.text_only
     feature_extractor = CMBertFeatureExtractor()
-    raw, provenance = featurize_audio(raw, data_args.dataset_config, feature_extractor, tokenizer, use_audio,
-                                      training_args, data_args.timings_column, data_args.preprocessing_num_workers)
+    raw, provenance = featurize_audio(raw, data_args.dataset_config, feature_extractor, use_audio, training_args,
+                                      data_args.timings_column, data_args.preprocessing_num_workers)
     alignment = alignment_counts(raw)
     # A text-only run leaves recordings undecoded.
-    first_audio = [] if CMBertProcessor.has_raw_audio(raw["train"]) else raw["train"][0]["audio"]
+    first_audio = [] if has_raw_audio(raw["train"]) else raw["train"][0]["audio"]
     if not first_audio and not model_args.text_only:
         raise ArgumentError(f"dataset config {data_args.dataset_config!r} has no audio: pass --text_only for the "
                             "text-only baseline, or choose a config with audio (cmbert, mmsa_aligned, synthetic, ...).")
@@ -180,7 +178,11 @@ def prepare_data(model_args, data_args, training_args, names=SPLITS):
     # the text path's new weights are drawn after the audio projection's, so they would move with the extractor's
     # feature set (they did when it grew from 5 to 10 features, and the MOSI-text figures with them).
     audio_feature_size = len(first_audio[0]) if first_audio else CMBertConfig.audio_feature_size
-    processor = CMBertProcessor(feature_extractor, tokenizer, audio_feature_size=audio_feature_size, **provenance)
+    # The processor keeps the preprocessing of training (saved with it, applied by default at inference).
+    processor = CMBertProcessor(
+        feature_extractor, tokenizer, audio_feature_size=audio_feature_size, max_length=data_args.max_length,
+        padding="max_length" if data_args.pad_to_max_length else False, **provenance,
+    )  # fmt: skip
     log_training_data(data_args, raw, processor)
     with training_args.main_process_first(desc="dataset encoding"):
         splits = encode_splits(raw, data_args, processor, use_audio, names)

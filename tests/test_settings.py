@@ -130,5 +130,5 @@ def test_modules_use_the_shared_constants():
     from dataset_script import mosi
 
     assert mosi.LABEL7_NAMES is LABEL7_NAMES and pipeline_cmbert.LABEL7_NAMES is LABEL7_NAMES
-    default = processing_cmbert.CMBertProcessor.__call__.__defaults__
+    default = processing_cmbert.CMBertProcessor.__init__.__defaults__
     assert DataArguments().max_length == 50 and 50 in default

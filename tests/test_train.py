@@ -355,6 +355,26 @@ def test_overwrite_trains_afresh_and_keeps_other_files(finished_run, tmp_path):
     assert not (folder / "checkpoint-99").exists()
 
 
+def test_the_saved_processor_applies_the_preprocessing_of_training(tiny_checkpoint, dataset_cache, tiny_args,
+                                                                   tmp_path):
+    """A model trained with --max_length 16 (and the original's fixed padding) is served with the same: by
+    AutoProcessor and by the pipeline, with no max_length passed."""
+    from transformers import AutoProcessor, pipeline
+
+    from cmbert_hf.pipeline_cmbert import TASK, CMBertSentimentPipeline
+
+    few = ("--max_train_samples", "16", "--max_eval_samples", "8", "--num_train_epochs", "1")
+    recipe.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path, *few, "--max_length", "16", "--original"))
+    long_text = " ".join(["wonderful"] * 40)
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    assert (processor.max_length, processor.padding) == (16, "max_length")
+    assert len(processor(text=long_text)["input_ids"]) == 16
+    assert len(processor(text="fine")["input_ids"]) == 16  # padded as the original recipe trained
+    pipe = pipeline(TASK, model=str(tmp_path), pipeline_class=CMBertSentimentPipeline)
+    assert len(pipe(long_text, return_attention=True)["tokens"]) == 16
+    assert len(pipe(long_text, max_length=8, return_attention=True)["tokens"]) == 8  # an explicit value wins
+
+
 def test_length_grouped_batches_train(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
     metrics = recipe.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path, "--train_sampling_strategy", "group_by_length", "--num_train_epochs", "1"))
     assert json.loads((tmp_path / "results.json").read_text())["global_step"] == 4

@@ -15,6 +15,7 @@ from transformers import pipeline
 from cmbert_hf import CMBertFeatureExtractor, CMBertSentimentPipeline
 from cmbert_hf import alignment_cmbert as alignment
 from cmbert_hf import recipe
+from cmbert_hf.run_folder import ArgumentError
 from cmbert_hf.feature_extraction_cmbert import DEFAULT_FEATURES
 from cmbert_hf.pipeline_cmbert import TASK
 
@@ -65,7 +66,7 @@ def test_a_run_on_recordings_fits_the_extractor_on_train_and_records_it(
 def test_precomputed_configs_record_their_source(dataset_config, use_audio, expected):
     raw = datasets.DatasetDict(train=datasets.Dataset.from_dict({"text": ["a"], "audio": [[[0.0] * 5]]}))
     extractor = CMBertFeatureExtractor()
-    same, provenance = recipe.featurize_audio(raw, dataset_config, extractor, None, use_audio, None)
+    same, provenance = recipe.featurize_audio(raw, dataset_config, extractor, use_audio, None)
     assert same is raw and provenance == {"audio_feature_source": expected, "audio_feature_names": None}
     assert not extractor.is_fitted
 
@@ -152,7 +153,7 @@ def test_predict_on_a_test_clip_scores_as_the_evaluation_of_that_clip(spoken_run
 def test_dataset_options_are_checked():
     assert recipe.dataset_options("{train_size: 8}") == {"train_size": 8}
     assert recipe.dataset_options('{"seed": 2}') == {"seed": 2} and recipe.dataset_options(None) == {}
-    with pytest.raises(train.ArgumentError, match=r"unknown dataset options \['train_sise'\]; MosiConfig's fields"):
+    with pytest.raises(ArgumentError, match=r"unknown dataset options \['train_sise'\]; MosiConfig's fields"):
         recipe.dataset_options({"train_sise": 8})
-    with pytest.raises(train.ArgumentError, match="must be a mapping"):
+    with pytest.raises(ArgumentError, match="must be a mapping"):
         recipe.dataset_options("[1, 2]")
