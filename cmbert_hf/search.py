@@ -47,7 +47,7 @@ import logging
 import multiprocessing
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -317,6 +316,7 @@ def test_every_family_round_trips_as_remote_code_in_a_fresh_process(families, tm
         torch.testing.assert_close(remote[folder]["logits"], logits, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_train_py_fine_tunes_saves_pushes_and_reloads_every_family(families, tiny_args, dataset_cache, hub_env,
                                                                    hub_server, tmp_path):
     """train.py end to end over each family's encoder checkpoint (the tiny synthetic run): it trains, pushes the

@@ -5,7 +5,7 @@ import datasets
 import numpy as np
 import pytest
 import soundfile as sf
-from test_processor import TONE, recordings, timed
+from helpers import TONE, recordings, timed
 
 from cmbert_hf import CMBertFeatureExtractor
 from cmbert_hf.featurize import extract_word_features, featurize_training_splits, has_raw_audio

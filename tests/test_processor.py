@@ -5,19 +5,14 @@ import subprocess
 import sys
 import textwrap
 
-import datasets
 import numpy as np
 import pytest
 from huggingface_hub.errors import StrictDataclassError
-import soundfile as sf
 import torch
 from transformers import AutoProcessor, AutoTokenizer
 
 from cmbert_hf import CMBertConfig, CMBertFeatureExtractor, CMBertProcessor
-
-
-# Five features, the width of the precomputed test vectors below; the default set is wider.
-FIVE = ["f0", "voiced", "energy", "energy_peak", "duration"]
+from helpers import FIVE, TIMINGS, TONE
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +117,6 @@ def test_raw_audio_goes_through_the_feature_extractor(processor):
         )
 
 
-TONE = (0.3 * np.sin(2 * np.pi * 180 * np.arange(16000) / 16000)).astype(np.float32)
-TIMINGS = [("hello", 0.0, 0.5), ("there", 0.5, 1.0)]
-
-
 @pytest.mark.parametrize(
     "kwargs, fit, message",
     [
@@ -195,27 +186,3 @@ def test_save_and_load_round_trip(processor, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     ids = processor(**kwargs)["input_ids"]
     assert result.stdout.strip() == f"{ids} [0.0, 1.0, 1.0, 1.0, 0.0]"
-
-
-# --- data sets of recordings: the extraction map, its cache, normalisation fitted on train ---------------------
-
-
-def recordings(folder, n, seed):
-    """`n` WAV files (modulated tones over noise, 1-1.5 s) with their text and word timings, as a Dataset."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        seconds = 1.0 + 0.25 * i
-        t = np.arange(int(seconds * 16000)) / 16000
-        wave = 0.2 * np.sin(2 * np.pi * (120 + 40 * i + 30 * seed) * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
-        path = folder / f"utterance-{seed}-{i}.wav"
-        sf.write(path, (wave + 0.01 * rng.standard_normal(len(t))).astype(np.float32), 16000)
-        words = ["so", "very", "good"][: 2 + i % 2]
-        bounds = np.linspace(0.0, seconds, len(words) + 1)
-        timings = [{"word": w, "start": a, "end": b} for w, a, b in zip(words, bounds[:-1], bounds[1:], strict=True)]
-        rows.append({"audio": str(path), "text": " ".join(words), "word_timings": timings})
-    return datasets.Dataset.from_list(rows)
-
-
-def timed(row):
-    return [(t["word"], t["start"], t["end"]) for t in row["word_timings"]]

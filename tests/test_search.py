@@ -129,6 +129,7 @@ def test_an_objective_validation_does_not_report_fails_before_the_first_trial(
 # --- Optuna -----------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_optuna_search_picks_by_validation_and_reruns_the_best_like_a_standalone_run(
     tiny_checkpoint, dataset_cache, tiny_args, tmp_path, monkeypatch
 ):
@@ -199,6 +200,7 @@ KILL_AT_SECOND_TRIAL = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_killed_search_resumes_without_redoing_finished_trials(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
     config = write_search(tmp_path, SPACE, n_trials=2)
     out = tmp_path / "out"
@@ -257,6 +259,7 @@ def ray_cluster():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_ray_runs_trials_and_seeds_on_both_nodes_like_the_sequential_sweep(
     ray_cluster, tiny_checkpoint, dataset_cache, tiny_args, tmp_path
 ):

@@ -175,6 +175,7 @@ def test_text_only_model_ignores_audio_for_good():
     assert torch.equal(model(input_ids, audio_features=audio).logits, model(input_ids).logits)
 
 
+@pytest.mark.slow
 def test_text_only_weights_do_not_depend_on_the_extractor(tiny_checkpoint, dataset_cache, tiny_args, tmp_path,
                                                            monkeypatch):
     """The text path's new weights are drawn after the audio projection's: a text-only model must not take its audio
@@ -389,6 +390,7 @@ class Steps(TrainerCallback):
         self.done.append(state.global_step)
 
 
+@pytest.mark.slow
 def test_seed_sweep_writes_per_seed_and_mean_std(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
     args = tiny_args(tiny_checkpoint, dataset_cache, tmp_path, "--seeds", "1111", "1112", "--num_train_epochs", "1")
     out = recipe.main(args)
@@ -458,6 +460,7 @@ CRASH_AFTER_FIRST_CHECKPOINT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
     reference = recipe.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "reference"))
     args = tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "crashed")
@@ -479,6 +482,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_checkpoint, data
         assert resumed["test"][key] == pytest.approx(reference["test"][key], rel=1e-4, abs=1e-5), key
 
 
+@pytest.mark.slow
 def test_two_ranks_of_12_match_one_rank_of_24(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
     # 47 dev/test samples: the distributed sampler pads rank 1 with a repeat, which the gather must drop.
     odd = ("--max_eval_samples", "47")

@@ -2,14 +2,12 @@
 every run records (feature extractor, COVAREP, synthetic, none)."""
 
 import json
-import sys
-from pathlib import Path
 
 import datasets
 import dataset_script
 import numpy as np
 import pytest
-from test_processor import TIMINGS, TONE, recordings, timed
+from helpers import TIMINGS, TONE, recordings, timed
 from transformers import pipeline
 
 from cmbert_hf import CMBertFeatureExtractor, CMBertSentimentPipeline
