@@ -13,12 +13,10 @@ import torch
 from transformers import Pipeline
 from transformers.utils import logging
 
-from .configuration_cmbert import LABEL7_NAMES, sentiment_class
+from .configuration_cmbert import LABEL7_NAMES, TASK, sentiment_class
 
 
 logger = logging.get_logger(__name__)
-
-TASK = "multimodal-sentiment-analysis"
 
 
 def score_to_label(score: float) -> str:
