@@ -1,56 +1,121 @@
-"""cmbert-hf: CM-BERT (cross-modal BERT for text + audio sentiment) on the Hugging Face stack."""
+"""cmbert-hf: CM-BERT (cross-modal BERT for text + audio sentiment) on the Hugging Face stack.
 
-from transformers import (
-    AutoConfig,
-    AutoFeatureExtractor,
-    AutoModel,
-    AutoModelForSequenceClassification,
-    AutoProcessor,
-)
-from transformers.pipelines import PIPELINE_REGISTRY
+Lazy, like transformers' own `__init__`: importing the package loads no torch, transformers, librosa, datasets or
+scikit-learn (the `cmbert` command parses its arguments before it imports what the command needs). The public names
+below are imported on first use. The Auto classes learn `cmbert` (`AutoConfig`, `AutoModel...`, `AutoProcessor`,
+`AutoFeatureExtractor`, the pipeline task) as soon as transformers is imported in a process that imported this
+package, in whichever order the two are imported.
+"""
 
-from .configuration_cmbert import CMBertConfig
-from .data_collator import CMBertDataCollator
-from .feature_extraction_cmbert import CMBertFeatureExtractor
-from .metrics import compute_metrics, sentiment_metrics
-from .modeling_cmbert import CMBertForSequenceClassification, CMBertModel, CMBertPreTrainedModel
-from .pipeline_cmbert import TASK as PIPELINE_TASK
-from .pipeline_cmbert import CMBertSentimentPipeline
-from .processing_cmbert import CMBertProcessor
-
-# In-process use: the Auto classes know "cmbert" once this package is imported.
-AutoConfig.register("cmbert", CMBertConfig)
-AutoModel.register(CMBertConfig, CMBertModel)
-AutoModelForSequenceClassification.register(CMBertConfig, CMBertForSequenceClassification)
-AutoFeatureExtractor.register(CMBertConfig, CMBertFeatureExtractor)
-AutoProcessor.register(CMBertConfig, CMBertProcessor)
-
-# Remote code: save_pretrained/push_to_hub ship the model files with an `auto_map`.
-CMBertConfig.register_for_auto_class()
-CMBertModel.register_for_auto_class("AutoModel")
-CMBertForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
-CMBertFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
-CMBertProcessor.register_for_auto_class("AutoProcessor")
-# `pipeline("multimodal-sentiment-analysis", model=model, processor=processor)`. Saved folders name the pipeline in
-# `custom_pipelines` (modeling_cmbert.py), which transformers loads only with `trust_remote_code=True` or an explicit
-# `pipeline_class=CMBertSentimentPipeline`.
-PIPELINE_REGISTRY.register_pipeline(
-    PIPELINE_TASK,
-    pipeline_class=CMBertSentimentPipeline,
-    pt_model=AutoModelForSequenceClassification,
-    type="multimodal",
-)
+import importlib
+import importlib.abc
+import importlib.util
+import sys
 
 __version__ = "0.1.0"
-__all__ = [
-    "CMBertConfig",
-    "CMBertDataCollator",
-    "CMBertFeatureExtractor",
-    "CMBertForSequenceClassification",
-    "CMBertModel",
-    "CMBertPreTrainedModel",
-    "CMBertProcessor",
-    "CMBertSentimentPipeline",
-    "compute_metrics",
-    "sentiment_metrics",
-]
+
+# Public name -> the module that defines it.
+_NAMES = {
+    "CMBertConfig": "configuration_cmbert",
+    "CMBertDataCollator": "data_collator",
+    "CMBertFeatureExtractor": "feature_extraction_cmbert",
+    "CMBertForSequenceClassification": "modeling_cmbert",
+    "CMBertModel": "modeling_cmbert",
+    "CMBertPreTrainedModel": "modeling_cmbert",
+    "CMBertProcessor": "processing_cmbert",
+    "CMBertSentimentPipeline": "pipeline_cmbert",
+    "PIPELINE_TASK": "pipeline_cmbert",
+    "compute_metrics": "metrics",
+    "sentiment_metrics": "metrics",
+}
+_SOURCE_NAMES = {"PIPELINE_TASK": "TASK"}
+
+
+def __getattr__(name):
+    if name not in _NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f".{_NAMES[name]}", __name__)
+    register_auto_classes()  # if transformers' import came from inside that module, it could not register then
+    value = getattr(module, _SOURCE_NAMES.get(name, name))
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_NAMES])
+
+
+_registered = False
+
+
+def register_auto_classes() -> None:
+    """Teaches the Auto classes and the pipeline registry `cmbert` (in-process use, without remote code), and marks
+    the classes for remote code: `save_pretrained`/`push_to_hub` ship the model files with an `auto_map`."""
+    global _registered
+    if _registered:
+        return
+    from transformers import (
+        AutoConfig,
+        AutoFeatureExtractor,
+        AutoModel,
+        AutoModelForSequenceClassification,
+        AutoProcessor,
+    )
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    try:
+        from .configuration_cmbert import CMBertConfig
+        from .feature_extraction_cmbert import CMBertFeatureExtractor
+        from .modeling_cmbert import CMBertForSequenceClassification, CMBertModel
+        from .pipeline_cmbert import TASK, CMBertSentimentPipeline
+        from .processing_cmbert import CMBertProcessor
+    except ImportError:
+        # transformers was imported by one of these modules, still half-initialised: `__getattr__` registers once
+        # it is complete. Nothing is registered yet, so nothing is registered twice.
+        return
+    _registered = True
+
+    AutoConfig.register("cmbert", CMBertConfig)
+    AutoModel.register(CMBertConfig, CMBertModel)
+    AutoModelForSequenceClassification.register(CMBertConfig, CMBertForSequenceClassification)
+    AutoFeatureExtractor.register(CMBertConfig, CMBertFeatureExtractor)
+    AutoProcessor.register(CMBertConfig, CMBertProcessor)
+    CMBertConfig.register_for_auto_class()
+    CMBertModel.register_for_auto_class("AutoModel")
+    CMBertForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+    CMBertFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+    CMBertProcessor.register_for_auto_class("AutoProcessor")
+    # `pipeline("multimodal-sentiment-analysis", model=model, processor=processor)`. Saved folders name the pipeline
+    # in `custom_pipelines` (modeling_cmbert.py), which transformers loads only with `trust_remote_code=True` or an
+    # explicit `pipeline_class=CMBertSentimentPipeline`.
+    PIPELINE_REGISTRY.register_pipeline(
+        TASK, pipeline_class=CMBertSentimentPipeline, pt_model=AutoModelForSequenceClassification, type="multimodal"
+    )
+
+
+class _RegisterAfterTransformers(importlib.abc.MetaPathFinder):
+    """Registers the Auto classes right after `transformers` is imported: registration needs torch and
+    transformers, which a process that only asks `cmbert --help` should not pay for."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "transformers":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            load = spec.loader.exec_module
+
+            def exec_module(module):
+                load(module)
+                register_auto_classes()
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
+if "transformers" in sys.modules:
+    register_auto_classes()
+else:
+    sys.meta_path.insert(0, _RegisterAfterTransformers())
+
+__all__ = [*_NAMES, "register_auto_classes"]

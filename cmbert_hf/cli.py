@@ -1,24 +1,12 @@
-"""The `cmbert` command line: push a run folder, predict, evaluate and explain with a trained model."""
+"""The `cmbert` command line: train, push a run folder, predict, evaluate and explain with a trained model.
+
+The arguments are parsed first; each command imports what it needs (so `--help` and argument errors are quick).
+"""
 
 import argparse
 import json
 import sys
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
-from tqdm.auto import tqdm
-from safetensors import SafetensorError
-from transformers import AutoConfig, pipeline
-from transformers.dynamic_module_utils import get_class_from_dynamic_module
-from transformers.utils import cached_file
-
-from .hub import PushError, check_model_location, push_folder
-from .metrics import sentiment_metrics
-from .model_card import card_for_repo
-from .pipeline_cmbert import TASK, CMBertSentimentPipeline
-from .processing_cmbert import check_audio_given
-from .visualization import attention_figure
 
 TABLE_FORMATS = (".tsv", ".parquet")
 BATCH_COLUMNS = """Batch files (.tsv or .parquet) hold one utterance per row: `text` (required) and optionally
@@ -33,6 +21,9 @@ class CLIError(Exception):
 
 
 def _push(args) -> int:
+    from .hub import PushError, push_folder
+    from .model_card import card_for_repo
+
     if args.repo_type == "model":
         card_for_repo(args.folder, args.repo_id)  # its usage must load the repo it is pushed to
     try:
@@ -46,13 +37,17 @@ def _push(args) -> int:
     return 0
 
 
-def load_pipeline(model: str, trust_remote_code: bool = False) -> CMBertSentimentPipeline:
+def load_pipeline(model: str, trust_remote_code: bool = False):
     """The sentiment pipeline of a local folder or Hub repo: this package's code, or with `trust_remote_code`
     the folder's or repo's own code for every part (model, processor, pipeline).
 
     The remote classes are fetched the way the Auto classes fetch them, from the `auto_map` entries, because
     the Auto classes themselves prefer the classes this package registers on import over remote code.
     """
+    from safetensors import SafetensorError
+
+    from .hub import check_model_location
+
     check_model_location(model)
     try:
         return _load_pipeline(model, trust_remote_code)
@@ -60,7 +55,13 @@ def load_pipeline(model: str, trust_remote_code: bool = False) -> CMBertSentimen
         raise CLIError(f"{model}: cannot read model.safetensors ({error})") from error
 
 
-def _load_pipeline(model: str, trust_remote_code: bool) -> CMBertSentimentPipeline:
+def _load_pipeline(model: str, trust_remote_code: bool):
+    from transformers import AutoConfig, pipeline
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+    from transformers.utils import cached_file
+
+    from .pipeline_cmbert import TASK, CMBertSentimentPipeline
+
     if not trust_remote_code:
         return pipeline(TASK, model=model, pipeline_class=CMBertSentimentPipeline)
     config = AutoConfig.from_pretrained(model, trust_remote_code=True)
@@ -110,6 +111,8 @@ def make_input(text: str, audio=None, timings=None, features=None, base: Path | 
         if timings:
             example["word_timings"] = read_timings(_existing(timings, base))
     if features:
+        import numpy as np
+
         example["audio_features"] = np.load(_existing(features, base))
     return example
 
@@ -119,6 +122,8 @@ def _check_audio(pipe, missing: list[str], args) -> None:
     --text-only asks to score their text alone: one line naming them and the flag."""
     if not missing:
         return
+    from .processing_cmbert import check_audio_given
+
     try:
         check_audio_given(pipe.model.config.audio_feature_source, False, args.text_only, hint="--text-only")
     except ValueError as error:
@@ -137,7 +142,9 @@ def _table_format(path: str) -> str:
     return suffix
 
 
-def _read_table(path: str) -> pd.DataFrame:
+def _read_table(path: str):
+    import pandas as pd
+
     if _table_format(path) == ".tsv":
         # Strings throughout: empty cells stay "" (no audio) instead of becoming NaN floats.
         table = pd.read_csv(_existing(path), sep="\t", dtype=str, keep_default_na=False)
@@ -149,6 +156,8 @@ def _read_table(path: str) -> pd.DataFrame:
 
 
 def _predict_batch(args) -> None:
+    from tqdm.auto import tqdm
+
     _table_format(args.output)  # fail before the work, not after
     table = _read_table(args.input)
     base = Path(args.input).parent
@@ -210,9 +219,14 @@ def _score_one(args, **options) -> dict:
 def _evaluate(args) -> None:
     # `datasets` is imported here because only this command needs it.
     from datasets.exceptions import ManualDownloadError
+    from tqdm.auto import tqdm
 
     from dataset_script import audio_facts, load_mosi
     from dataset_script.mosi import config_options
+
+    from .featurize import featurize_for_model
+    from .hub import check_model_location
+    from .metrics import sentiment_metrics
 
     check_model_location(args.model)  # before the data is prepared
     try:
@@ -227,7 +241,7 @@ def _evaluate(args) -> None:
         split = split.select(range(min(args.max_samples, len(split))))
     pipe = load_pipeline(args.model, args.trust_remote_code)
     level = audio_facts(split)["level"].replace("waveform", "word")  # recordings become one vector per word
-    split = _recordings_to_features(pipe, split, args.timings_column)
+    split = featurize_for_model(split, pipe.processor, pipe.model.config, args.timings_column)
 
     examples = []
     for row in split:
@@ -253,26 +267,9 @@ def _evaluate(args) -> None:
         print(f"| {name} | {value:.4f} |")
 
 
-def _recordings_to_features(pipe, split, timings_column):
-    """A split of recordings with the model's word features in `audio`, extracted as train.py extracted its
-    training data (the processor's `extract_word_features`: timings where given, else aligned, spread where
-    alignment fails) and normalised with the saved statistics; other splits as they are (a model trained without
-    audio reads only the text)."""
-    from .processing_cmbert import CMBertProcessor
-
-    if not CMBertProcessor.has_raw_audio(split):
-        return split
-    config = pipe.model.config
-    if config.audio_feature_source == "none":
-        return split.remove_columns("audio")
-    processor = pipe.processor
-    processor.check_raw_audio(config.audio_feature_source, config.audio_feature_names, config.audio_feature_size)
-    timings = timings_column if timings_column in split.column_names else None
-    extracted = processor.extract_word_features(split, timings_column=timings, spread_unaligned=True)
-    return processor.normalize_word_features(extracted)
-
-
 def _explain(args) -> None:
+    from .visualization import attention_figure
+
     attention_figure(_score_one(args, return_attention=True)).savefig(args.out)
     print(f"wrote {args.out}")
 
@@ -313,6 +310,8 @@ def _user_errors(run):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cmbert", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    # Dispatched by `main` before this parser runs: the recipe has its own (`cmbert train --help`).
+    commands.add_parser("train", help="Train a model: the recipe of train.py (`cmbert train --help`).", add_help=False)
     push = commands.add_parser("push", help="Push a finished run folder (train.py's output_dir) to the Hub.")
     push.add_argument("folder")
     push.add_argument("--repo-id", required=True, help="NAMESPACE/NAME on the Hub (HF_ENDPOINT is honoured).")
@@ -358,6 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:
+        from .recipe import command_line
+
+        return command_line(argv[1:], prog="cmbert train")
     args = build_parser().parse_args(argv)
     return args.func(args)
 

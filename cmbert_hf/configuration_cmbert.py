@@ -26,6 +26,8 @@ LABEL7_NAMES = (
     "strongly negative", "negative", "weakly negative", "neutral", "weakly positive", "positive", "strongly positive",
 )  # fmt: skip
 MAX_LENGTH = 50  # word-piece truncation length of the original recipe
+# The pipeline's task name: pipeline_cmbert.py registers it, modeling_cmbert.py writes it into saved configs.
+TASK = "multimodal-sentiment-analysis"
 # Where the audio vectors a model was trained on came from: "none" for a model trained without audio (text only);
 # None (not one of these) where it was not recorded (folders saved before it was): they take precomputed vectors.
 AUDIO_FEATURE_SOURCES = ("extractor", "covarep", "synthetic", "none")
@@ -216,4 +218,7 @@ class CMBertConfig(PreTrainedConfig):
         return {f.name: f.metadata["original"] for f in cls.fusion_settings() if "original" in f.metadata}
 
 
-__all__ = ["AUDIO_FEATURE_SOURCES", "CMBertConfig", "LABEL7_NAMES", "LABEL_RANGE", "MAX_LENGTH", "fusion_setting", "sentiment_class"]
+__all__ = [
+    "AUDIO_FEATURE_SOURCES", "CMBertConfig", "LABEL7_NAMES", "LABEL_RANGE", "MAX_LENGTH", "TASK", "fusion_setting",
+    "sentiment_class",
+]  # fmt: skip

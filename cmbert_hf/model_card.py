@@ -113,10 +113,10 @@ CARD_METRICS = (
 )
 TRAINING_HYPERPARAMETERS = (
     "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "optim",
-    "lr_scheduler_type", "warmup_steps", "weight_decay",
+    "lr_scheduler_type", "warmup_steps", "weight_decay", "fusion_learning_rate",
 )
 # train.py's choices beside the model's config (whose fusion settings the card reads from the saved config).
-RUN_SETTINGS = ("fusion_learning_rate", "freeze_embeddings", "original")
+RUN_SETTINGS = ("freeze_embeddings", "original")
 
 
 def _hyperparameters(results: dict, config: CMBertConfig) -> dict:

@@ -20,7 +20,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
 from transformers.utils import logging
 
-from .configuration_cmbert import CMBertConfig
+from .configuration_cmbert import TASK, CMBertConfig
 
 
 logger = logging.get_logger(__name__)
@@ -47,7 +47,7 @@ AUTO_MAP = {
 # the entry is what `Pipeline.save_pretrained` writes for the registered pipeline (pipeline_cmbert.py).
 PIPELINE_FILE = Path(__file__).with_name("pipeline_cmbert.py")
 CUSTOM_PIPELINES = {
-    "multimodal-sentiment-analysis": {
+    TASK: {
         "impl": "pipeline_cmbert.CMBertSentimentPipeline",
         "pt": ["AutoModelForSequenceClassification"],
         "type": "multimodal",

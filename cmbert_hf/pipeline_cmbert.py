@@ -13,13 +13,11 @@ import torch
 from transformers import Pipeline
 from transformers.utils import logging
 
-from .configuration_cmbert import LABEL7_NAMES, MAX_LENGTH, sentiment_class
+from .configuration_cmbert import LABEL7_NAMES, TASK, sentiment_class
 from .processing_cmbert import check_audio_given
 
 
 logger = logging.get_logger(__name__)
-
-TASK = "multimodal-sentiment-analysis"
 
 
 POLARITIES = ("negative", "neutral", "positive")
@@ -74,8 +72,8 @@ class CMBertSentimentPipeline(Pipeline):
     ```
 
     Args:
-        max_length (`int`, *optional*, defaults to 50):
-            Truncation length in word-pieces, as in the original recipe.
+        max_length (`int`, *optional*):
+            Truncation length in word-pieces; defaults to the processor's, the one the model was trained with.
         return_attention (`bool`, *optional*, defaults to `False`):
             Whether to return the tokens and both attention matrices.
         text_only (`bool`, *optional*, defaults to `False`):
@@ -110,7 +108,7 @@ class CMBertSentimentPipeline(Pipeline):
         postprocess = {} if return_attention is None else {"return_attention": return_attention}
         return preprocess, forward, postprocess
 
-    def preprocess(self, inputs, max_length=MAX_LENGTH, text_only=False):
+    def preprocess(self, inputs, max_length=None, text_only=False):
         if isinstance(inputs, str):
             inputs = {"text": inputs}
         if not isinstance(inputs, dict) or not isinstance(inputs.get("text"), str):

@@ -6,15 +6,10 @@ Here each word's vector is repeated over all its pieces and the special tokens a
 `<s>` ... `</s>`) and padding get zero rows (spec, "Inputs"). Features already aligned to the model's positions
 (`audio_level="token"`) are taken as they are.
 
-Raw audio goes through the feature extractor on one path for training and inference: a data set is featurised by
-`Dataset.map` steps (`extract_word_features`, then `normalize_word_features` with statistics fitted on the train
-split), a single utterance by `__call__`; both run `CMBertFeatureExtractor.word_features` and `normalize`.
+Raw audio goes through the feature extractor: an utterance here (`__call__`), a whole data set in
+`cmbert_hf.featurize` (training and `cmbert evaluate`); both run `CMBertFeatureExtractor.word_features` and
+`normalize`.
 """
-
-import hashlib
-import inspect
-import json
-from pathlib import Path
 
 import numpy as np
 
@@ -71,6 +66,12 @@ class CMBertProcessor(ProcessorMixin):
         audio_feature_names (`list[str]`, *optional*):
             The names of the audio vectors' columns; defaults to the feature extractor's `features` when the source
             is `"extractor"`, else none.
+        max_length (`int`, *optional*, defaults to 50):
+            Truncation length in word-pieces: the one the model was trained with (saved with the processor, so that
+            `AutoProcessor`, the pipeline and `cmbert predict` apply it by default). 50 is the original recipe's.
+        padding (`bool` or `str`, *optional*, defaults to `False`):
+            The padding the model was trained with: `"max_length"` for models trained on fixed-length batches (the
+            original recipe, whose whole-batch text scaling depends on the padding), else `False` (padded per batch).
     """
 
     def __init__(
@@ -80,6 +81,8 @@ class CMBertProcessor(ProcessorMixin):
         audio_feature_size: int | None = None,
         audio_feature_source: str | None = "extractor",
         audio_feature_names: list[str] | None = None,
+        max_length: int = MAX_LENGTH,
+        padding: bool | str = False,
     ):
         if audio_feature_source not in (*AUDIO_FEATURE_SOURCES, None):
             raise ValueError(
@@ -95,6 +98,7 @@ class CMBertProcessor(ProcessorMixin):
         if audio_feature_names is None and audio_feature_source == "extractor":
             audio_feature_names = feature_extractor.features
         self.audio_feature_names = None if audio_feature_names is None else list(audio_feature_names)
+        self.max_length, self.padding = max_length, padding
         super().__init__(feature_extractor, tokenizer)
 
     @property
@@ -111,8 +115,8 @@ class CMBertProcessor(ProcessorMixin):
         word_timings=None,
         audio_level: str = "word",
         is_split_into_words: bool = False,
-        max_length: int | None = MAX_LENGTH,
-        padding=False,
+        max_length: int | None = None,
+        padding=None,
         truncation: bool = True,
         return_tensors=None,
         text_only: bool = False,
@@ -129,10 +133,14 @@ class CMBertProcessor(ProcessorMixin):
             audio (waveform array, path, or a list of them, *optional*):
                 Raw audio; features are extracted with the feature extractor (with `sampling_rate` and
                 `word_timings`) instead of being given.
-            max_length (`int`, *optional*, defaults to 50):
-                Truncation length, as in the original recipe; audio is truncated with the text.
-            padding, return_tensors:
-                As for the tokenizer; audio is padded with zero rows to the same length.
+            max_length (`int`, *optional*):
+                Truncation length; audio is truncated with the text. Defaults to the processor's `max_length`, the
+                one the model was trained with.
+            padding (*optional*):
+                As for the tokenizer, defaults to the processor's `padding`; audio is padded with zero rows to the
+                same length.
+            return_tensors:
+                As for the tokenizer.
             text_only (`bool`, *optional*, defaults to `False`):
                 Encode text without audio for a processor of a model trained with audio (`audio_feature_source`
                 `"extractor"`, `"covarep"` or `"synthetic"`), which otherwise refuses it.
@@ -164,9 +172,9 @@ class CMBertProcessor(ProcessorMixin):
         encoding = self.tokenizer(
             words,
             is_split_into_words=True,
-            max_length=max_length,
+            max_length=self.max_length if max_length is None else max_length,
             truncation=truncation,
-            padding=padding,
+            padding=self.padding if padding is None else padding,
         )
         for index in range(len(words)):
             _check_framing(encoding, index)
@@ -216,127 +224,6 @@ class CMBertProcessor(ProcessorMixin):
                 f"use the feature extractor saved by training, or {how}."
             )
 
-    def extract_word_features(
-        self,
-        dataset,
-        audio_column="audio",
-        text_column="text",
-        timings_column=None,
-        spread_unaligned=False,
-        num_proc=None,
-        batch_size=16,
-    ):
-        """
-        Adds a `"word_features"` column of *unnormalised* word features `[n_words, feature_size]` to a
-        `datasets.Dataset`, with `Dataset.map` (batched, in `num_proc` processes), and a `"word_timing"` column
-        saying where each row's word spans came from (`"given"`, `"aligned"`, `"spread"` or `"proportional"`, see
-        [`CMBertFeatureExtractor.word_features`]). The map is cached under a fingerprint of the data, the columns,
-        the extractor's settings (not its normalisation) and its source code, so that a second run loads the
-        cached result and changed settings recompute.
-
-        Args:
-            dataset (`datasets.Dataset`):
-                Rows with the audio (a `datasets.Audio` column, an `{"array", "sampling_rate"}` or
-                `{"path", "bytes"}` dict, or a file path) and the text.
-            audio_column (`str`, *optional*, defaults to `"audio"`): the audio's column.
-            text_column (`str`, *optional*, defaults to `"text"`): the transcript's column (words split on white space).
-            timings_column (`str`, *optional*):
-                A column of word timings (`{"word", "start", "end"}` dicts or `(word, start_s, end_s)` per word);
-                the extractor's `aligner` times the words of rows without (a null value, or no such column).
-            spread_unaligned (`bool`, *optional*, defaults to `False`):
-                Spread the words of an utterance pocketsphinx cannot align instead of raising (training data);
-                count the `"spread"` rows of `"word_timing"` to report them.
-            num_proc (`int`, *optional*): processes for `Dataset.map`.
-            batch_size (`int`, *optional*, defaults to 16): rows per map batch.
-
-        Returns:
-            `datasets.Dataset`: `dataset` plus `"word_features"`.
-        """
-        audio_type = dataset.features.get(audio_column)
-        needed = [audio_column, text_column] + ([timings_column] if timings_column else [])
-        if any(name not in dataset.features for name in needed):
-            raise ValueError(f"The dataset needs the columns {needed}; it has {list(dataset.features)}.")
-        if type(audio_type).__name__ == "Audio" and audio_type.decode:
-            # The extractor reads the stored bytes itself (soundfile + its resampler), as it reads files at inference.
-            dataset = dataset.cast_column(audio_column, type(audio_type)(decode=False))
-        columns = {"audio_column": audio_column, "text_column": text_column, "timings_column": timings_column}
-        # A loaded extractor also records its classes (auto_map, processor_class): not settings, so that
-        # `cmbert evaluate` on the saved folder finds the features training extracted from the same split.
-        settings = {
-            key: value for key, value in self.feature_extractor.extraction_settings().items()
-            if key not in ("auto_map", "processor_class")
-        } | {"spread_unaligned": spread_unaligned}  # fmt: skip
-        return dataset.map(
-            _extract_batch,
-            batched=True,
-            batch_size=batch_size,
-            with_indices=True,
-            num_proc=num_proc,
-            fn_kwargs={"extractor": self.feature_extractor, "spread_unaligned": spread_unaligned, **columns},
-            new_fingerprint=_fingerprint(dataset, columns, settings, _source_hash(self.feature_extractor)),
-            desc="extract word features",
-        )
-
-    def normalize_word_features(self, dataset, num_proc=None):
-        """
-        Replaces a dataset's `"audio"` column by `"audio_features"`, its `"word_features"` normalised with the fitted
-        statistics (the pipeline's `normalize`): the layout of the word-level precomputed data sets, which the
-        training's encoding takes as it is.
-
-        Args:
-            dataset (`datasets.Dataset`): the output of [`~CMBertProcessor.extract_word_features`].
-            num_proc (`int`, *optional*): processes for `Dataset.map`.
-
-        Returns:
-            `datasets.Dataset`
-        """
-        extractor = self.feature_extractor
-        drop = [name for name in ("audio", "word_features") if name in dataset.column_names]
-        return dataset.map(
-            _normalize_batch,
-            batched=True,
-            num_proc=num_proc,
-            fn_kwargs={"extractor": extractor},
-            remove_columns=drop,
-            new_fingerprint=_fingerprint(dataset, "normalize", extractor.feature_mean, extractor.feature_std),
-            desc="normalise word features",
-        )
-
-    def prepare_audio_splits(self, splits, fit_split="train", timings_column=None, num_proc=None):
-        """
-        Featurises raw-audio data splits for training: extracts word features from every split (utterances
-        pocketsphinx cannot align are spread, see `spread_unaligned`), fits the normalisation on `fit_split` only,
-        then normalises every split.
-
-        Args:
-            splits (`datasets.DatasetDict`): splits with `"audio"` and `"text"` columns.
-            fit_split (`str`, *optional*, defaults to `"train"`): the split the statistics come from.
-            timings_column (`str`, *optional*): as for [`~CMBertProcessor.extract_word_features`].
-            num_proc (`int`, *optional*): processes for `Dataset.map`.
-
-        Returns:
-            The same kind of mapping, each split with normalised word features in `"audio_features"` and the
-            `"word_timing"` column; the feature extractor is fitted.
-        """
-        extracted = {
-            name: self.extract_word_features(
-                split, timings_column=timings_column, spread_unaligned=True, num_proc=num_proc
-            )
-            for name, split in splits.items()
-        }
-        self.feature_extractor.fit_normalization(extracted[fit_split]["word_features"])
-        return type(splits)({name: self.normalize_word_features(split, num_proc) for name, split in extracted.items()})
-
-    @staticmethod
-    def has_raw_audio(dataset, audio_column="audio") -> bool:
-        """Whether `audio_column` holds recordings (a `datasets.Audio`, an audio dict or a path) rather than vectors."""
-        feature = dataset.features.get(audio_column)
-        if type(feature).__name__ == "Audio":
-            return True
-        if isinstance(feature, dict):
-            return bool({"array", "path", "bytes"} & set(feature))
-        return getattr(feature, "dtype", None) in ("string", "large_string")
-
     def _align(self, encoding, index: int, feats: np.ndarray, n_words: int, audio_level: str) -> np.ndarray:
         width = self.audio_feature_size
         if feats.ndim != 2 or feats.shape[1] != width:
@@ -357,49 +244,6 @@ class CMBertProcessor(ProcessorMixin):
         word_ids = np.array([-1 if w is None else w for w in encoding.word_ids(index)])
         table = np.concatenate([np.zeros((1, width), dtype=np.float32), feats])
         return table[word_ids + 1]
-
-
-def _extract_batch(batch, indices, extractor, audio_column, text_column, timings_column, spread_unaligned):
-    """`Dataset.map` function of `extract_word_features` (module level so that worker processes can load it)."""
-    word_features, word_timing = [], []
-    for i, index in enumerate(indices):
-        audio = batch[audio_column][i]
-        path = audio.get("path") if isinstance(audio, dict) else audio if isinstance(audio, str) else None
-        name = f"row {index}" + (f" ({path})" if path else "")
-        annotation = batch[timings_column][i] if timings_column in batch else None
-        if annotation is None:
-            try:
-                annotation = _split_words(batch[text_column][i], is_split_into_words=False)
-            except ValueError as err:
-                raise ValueError(f"{name}: {err}") from err
-        features, timing = extractor.word_features(
-            audio, annotation, name=name, spread_unaligned=spread_unaligned, return_timing=True
-        )
-        word_features.append(features.astype(np.float32))
-        word_timing.append(timing)
-    return {"word_features": word_features, "word_timing": word_timing}
-
-
-def _normalize_batch(batch, extractor):
-    """`Dataset.map` function of `normalize_word_features`."""
-    features = batch["word_features"]
-    return {"audio_features": [extractor.normalize(row) for row in features]}
-
-
-def _fingerprint(dataset, *parts) -> str:
-    """A `datasets` fingerprint for a map over `dataset` decided by `parts` (JSON-able)."""
-    text = json.dumps([dataset._fingerprint, *parts], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def _source_hash(extractor) -> str:
-    """The feature extraction code (the extractor's file and the aligner beside it): a change re-extracts."""
-    folder = Path(inspect.getfile(type(extractor))).parent
-    digest = hashlib.sha256()
-    for name in ("feature_extraction_cmbert.py", "alignment_cmbert.py"):
-        if (folder / name).is_file():
-            digest.update((folder / name).read_bytes())
-    return digest.hexdigest()
 
 
 def _check_framing(encoding, index: int) -> None:

@@ -24,11 +24,10 @@ are kept, the interrupted one is run again with its parameters, and only the tri
 
 Ray Tune (`--ray_address local|auto|HOST:PORT`) runs the trials, and then the seeds, in parallel over the nodes of a
 Ray cluster, each with `--ray_cpus_per_trial` / `--ray_gpus_per_trial`. Every node needs this package installed
-and the checkout at the same path on a shared file system: workers import train.py from there and run in the
-driver's working directory, so `output_dir`, `--dataset_cache_dir` and `--ray_storage_path` (Tune's results and
+(workers import the recipe from it) and the driver's working directory on a shared file system: workers run there, so `output_dir`, `--dataset_cache_dir` and `--ray_storage_path` (Tune's results and
 checkpoints, by default `output_dir/ray`) are seen by all nodes. The Optuna trials and sequential seeds get the
-`callbacks` of `train.main`; Ray's workers do not. The search's Trainer is built in a spawned process, so a script
-that calls `train.main` with `--search` and `--ray_address` does so under `if __name__ == "__main__":`. Ray's
+`callbacks` of `recipe.main`; Ray's workers do not. The search's Trainer is built in a spawned process, so a script
+that calls `recipe.main` with `--search` and `--ray_address` does so under `if __name__ == "__main__":`. Ray's
 session files go to `RAY_TMPDIR` (`/tmp/ray` if unset; keep it short, socket paths are limited to 107 characters);
 usage statistics are off unless `RAY_USAGE_STATS_ENABLED` says otherwise. Tune is the tool
 for many independent runs (trials, seeds), one per worker. A single run too large for one worker wants data-parallel
@@ -37,21 +36,18 @@ workers instead: Ray Train's `TorchTrainer` around the same Trainer (`ray.train.
 
 Trials seed themselves: `Trainer.train` seeds with `args.seed` and calls `model_init` before it copies a trial's
 parameters into `args`, so a `seed` in the space would reach the model's initialisation one trial late under Optuna
-and never under Ray. `SearchTrainer.call_model_init` seeds with the trial's seed as `train.run` does, so a trial
+and never under Ray. `SearchTrainer.call_model_init` seeds with the trial's seed as `recipe.run` does, so a trial
 trains exactly like a standalone run with the same arguments.
 """
 
 import concurrent.futures
 import copy
 import dataclasses
-import importlib
 import logging
 import multiprocessing
 import os
 import socket
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,37 +56,15 @@ import yaml
 from transformers import EvalPrediction, HfArgumentParser, set_seed
 from transformers.trainer_utils import enable_full_determinism
 
+from . import recipe
 from .training import CMBertTrainer
+from .training_args import parse_args
 
 logger = logging.getLogger(__name__)
 
 DISTRIBUTIONS = {"loguniform": {"low", "high"}, "uniform": {"low", "high"}, "int": {"low", "high", "step", "log"},
                  "categorical": {"choices"}}  # fmt: skip
 STUDY = "search"
-
-
-@dataclass
-class SearchArguments:
-    search: str | None = field(
-        default=None, metadata={"help": "Search YAML (configs/search/*.yaml): trials, then the best over --seeds."}
-    )
-    ray_address: str | None = field(
-        default=None,
-        metadata={"help": "Run trials and seeds on Ray: `local` (a new instance here), `auto` (the cluster this "
-                  "machine joined) or HOST:PORT."},
-    )
-    ray_cpus_per_trial: float = field(default=1, metadata={"help": "CPUs Ray gives each trial or seed."})
-    ray_gpus_per_trial: float = field(default=0, metadata={"help": "GPUs Ray gives each trial or seed."})
-    ray_storage_path: str | None = field(
-        default=None, metadata={"help": "Tune's results and checkpoints, seen by all nodes (default output_dir/ray)."}
-    )
-
-
-def parse_search_args(argv: list[str]) -> tuple[SearchArguments, list[str]]:
-    """The search arguments out of `argv`, and the rest (train.py's own arguments)."""
-    parser = HfArgumentParser(SearchArguments, add_help=False, allow_abbrev=False)
-    search_args, rest = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
-    return search_args, rest
 
 
 # --- the search space --------------------------------------------------------------------------------------------
@@ -108,8 +82,14 @@ class SearchSpace:
     targets: dict[str, str]
 
     @classmethod
+    def from_arguments(cls, search_args, model_args, data_args, training_args) -> "SearchSpace":
+        """The space of `--search`, its number of trials `--n_trials` where given."""
+        space = cls.from_yaml(search_args.search, model_args, data_args, training_args)
+        return space if search_args.n_trials is None else dataclasses.replace(space, n_trials=search_args.n_trials)
+
+    @classmethod
     def from_yaml(cls, path, model_args, data_args, training_args) -> "SearchSpace":
-        """Reads and checks `path` against train.py's parser (built from the argument dataclasses, so the check
+        """Reads and checks `path` against the recipe's parser (built from the argument dataclasses, so the check
         follows them when they change)."""
         recipe = yaml.safe_load(Path(path).read_text()) or {}
         expected = {"metric", "direction", "n_trials", "space"}
@@ -260,8 +240,7 @@ class SearchTrainer(CMBertTrainer):
         seed = values.get("seed", self.args.seed)
         model_values = {n: v for n, v in values.items() if self.space.targets[n] == "model"}
         model_args = dataclasses.replace(self.model_defaults, **model_values)
-        self.fusion_learning_rate = model_args.fusion_learning_rate
-        set_seed(seed)  # as train.run, before the model draws its new weights
+        set_seed(seed)  # as recipe.run, before the model draws its new weights
         model = self.model_init(model_args)
         # As a standalone run, where Trainer.__init__ seeds again once the model is built.
         enable_full_determinism(seed) if self.args.full_determinism else set_seed(seed)
@@ -284,15 +263,15 @@ class SearchTrainer(CMBertTrainer):
         return metrics
 
 
-def build_search_trainer(model_args, data_args, training_args, space, script, callbacks=None) -> SearchTrainer:
+def build_search_trainer(model_args, data_args, training_args, space, callbacks=None) -> SearchTrainer:
     """The trials' Trainer on train and validation (the test split is not read), its checkpoints under
     `output_dir/search`."""
-    processor, splits, _ = script.prepare_data(model_args, data_args, training_args, ("train", "validation"))
+    processor, splits, _ = recipe.prepare_data(model_args, data_args, training_args, ("train", "validation"))
     args = copy.deepcopy(training_args)
     args.output_dir = os.path.join(training_args.output_dir, "search")
-    trainer = script.build_trainer(
+    trainer = recipe.build_trainer(
         model_args, data_args, args, processor, splits, trainer_class=SearchTrainer, space=space,
-        model_defaults=model_args, model_init=_ModelInit(script.build_model, processor), callbacks=callbacks,
+        model_defaults=model_args, model_init=_ModelInit(processor), callbacks=callbacks,
     )  # fmt: skip
     space.check_metric(trainer)
     return trainer
@@ -300,13 +279,12 @@ def build_search_trainer(model_args, data_args, training_args, space, script, ca
 
 @dataclass(frozen=True)
 class _ModelInit:
-    """`build_model` for the data's processor (its audio width and provenance; picklable, for Ray)."""
+    """`recipe.build_model` for the data's processor (its audio width and provenance; picklable, for Ray)."""
 
-    build_model: Callable
     processor: Any
 
     def __call__(self, model_args):
-        return self.build_model(model_args, self.processor)
+        return recipe.build_model(model_args, self.processor)
 
 
 # --- Optuna ----------------------------------------------------------------------------------------------------------
@@ -362,10 +340,10 @@ def optuna_search(trainer: SearchTrainer, space: SearchSpace, folder: str, seed:
 # --- Ray -----------------------------------------------------------------------------------------------------------
 
 
-def connect_ray(address: str, script) -> str:
+def connect_ray(address: str) -> str:
     """Joins (or for `local` starts) a Ray cluster; returns its address. An unreachable HOST:PORT fails in seconds.
 
-    Workers import `script` (train.py) by name from its folder, which must exist on every node."""
+    Workers import the recipe from the installed package (and this process's PYTHONPATH, if set)."""
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -380,40 +358,34 @@ def connect_ray(address: str, script) -> str:
         if address == ray.get_runtime_context().gcs_address:
             return address
         ray.shutdown()  # connected elsewhere (an earlier call in this process): join the cluster asked for
-    folders = (os.path.dirname(os.path.abspath(script.__file__)), os.environ.get("PYTHONPATH"))
-    path = os.pathsep.join(folder for folder in folders if folder)
+    path = os.environ.get("PYTHONPATH")
     try:
         ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": path}})  # fmt: skip
+                 runtime_env={"env_vars": {"PYTHONPATH": path}} if path else None)  # fmt: skip
     except ConnectionError as error:
         raise ConnectionError(f"--ray_address {address}: {error}") from error
     return ray.get_runtime_context().gcs_address
 
 
-def _load_script(script_file: str, cwd: str, argv: list[str], params: dict, targets: dict):
-    """train.py imported by name in a fresh process or Ray worker (so that its argument classes pickle by reference,
-    as the Trainer's checkpoints need), in the driver's working directory, its arguments parsed from `argv` with
-    `params` applied."""
+def _load_arguments(cwd: str, argv: list[str], params: dict, targets: dict):
+    """The recipe's arguments parsed from `argv` in a fresh process or Ray worker, in the driver's working directory,
+    with `params` applied."""
     os.chdir(cwd)  # relative paths in the arguments mean what they meant to the driver
-    folder = os.path.dirname(script_file)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    script = importlib.import_module(Path(script_file).stem)
-    arguments = script.parse_args(argv)
+    arguments = parse_args(argv)
     apply_params(params, targets, *arguments)
-    return script, arguments
+    return arguments
 
 
-def ray_search(script_file, cwd, argv, search_args, address) -> list[dict]:
+def ray_search(cwd, argv, search_args, address) -> list[dict]:
     """The trials on Ray Tune, their Trainer built in this fresh process; returns every trial's record."""
     from ray.tune import ExperimentAnalysis
     from ray.tune.search import BasicVariantGenerator
 
-    script, (model_args, data_args, training_args) = _load_script(script_file, cwd, argv, {}, {})
-    space = SearchSpace.from_yaml(search_args.search, model_args, data_args, training_args)
-    connect_ray(address, script)
+    model_args, data_args, training_args = _load_arguments(cwd, argv, {}, {})
+    space = SearchSpace.from_arguments(search_args, model_args, data_args, training_args)
+    connect_ray(address)
     training_args.output_dir = os.path.abspath(training_args.output_dir)  # Tune runs each trial in its own folder
-    trainer = build_search_trainer(model_args, data_args, training_args, space, script)
+    trainer = build_search_trainer(model_args, data_args, training_args, space)
     storage = os.path.abspath(search_args.ray_storage_path or os.path.join(training_args.output_dir, "ray"))
     try:
         trainer.hyperparameter_search(
@@ -440,34 +412,27 @@ def ray_search(script_file, cwd, argv, search_args, address) -> list[dict]:
     return records
 
 
-def _seed_task(script_file, cwd, argv, params, targets, seed) -> dict:
+def _seed_task(cwd, argv, params, targets, seed) -> dict:
     import ray
 
-    script, (model_args, data_args, training_args) = _load_script(script_file, cwd, argv, params, targets)
-    metrics = script.run(model_args, data_args, seed_args(training_args, seed))
+    model_args, data_args, training_args = _load_arguments(cwd, argv, params, targets)
+    metrics = recipe.run(model_args, data_args, recipe.seed_args(training_args, seed), reuse_finished=True)
     node = {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
     return {**metrics, "node": node}
 
 
-def ray_seeds(script, argv, search_args, params, targets, seeds) -> dict[int, dict]:
-    """`script.run` once per seed, in parallel on the cluster, into `output_dir/seed-N`."""
+def ray_seeds(argv, search_args, params, targets, seeds) -> dict[int, dict]:
+    """`recipe.run` once per seed, in parallel on the cluster, into `output_dir/seed-N`."""
     import ray
 
     task = ray.remote(_seed_task).options(num_cpus=search_args.ray_cpus_per_trial,
                                           num_gpus=search_args.ray_gpus_per_trial)  # fmt: skip
-    futures = {seed: task.remote(os.path.abspath(script.__file__), os.getcwd(), argv, params, targets, seed)
+    futures = {seed: task.remote(os.getcwd(), argv, params, targets, seed)
                for seed in seeds}  # fmt: skip
     return {seed: ray.get(future) for seed, future in futures.items()}
 
 
 # --- the whole search -------------------------------------------------------------------------------------------
-
-
-def seed_args(training_args, seed: int):
-    """A copy of `training_args` for one seed of a sweep, into `output_dir/seed-N`."""
-    args = copy.deepcopy(training_args)
-    args.seed, args.output_dir = seed, os.path.join(training_args.output_dir, f"seed-{seed}")
-    return args
 
 
 def apply_params(params: dict, targets: dict, model_args, data_args, training_args) -> None:
@@ -478,16 +443,14 @@ def apply_params(params: dict, targets: dict, model_args, data_args, training_ar
         setattr(target, name, value if current is None else type(current)(value))
 
 
-def main(script, argv, model_args, data_args, training_args, search_args, callbacks=None) -> dict:
+def main(argv, model_args, data_args, training_args, search_args, callbacks=None) -> dict:
     """Search (if `--search`), then the best (or given) arguments over the seeds; on Ray with `--ray_address`.
-
-    `script` is the train.py module: its `parse_args`, `prepare_data`, `build_model`, `build_trainer`, `run` and
-    `write_seed_results` are the recipe; `argv` its command line (Ray's workers parse it again)."""
+    `argv` is the recipe's command line (Ray's workers parse it again)."""
     if training_args.world_size > 1:
         raise ValueError("--search and --ray_address run one process per trial or seed: start train.py with python, "
                          "not accelerate launch (Ray gives each trial --ray_gpus_per_trial).")
-    space = search_args.search and SearchSpace.from_yaml(search_args.search, model_args, data_args, training_args)
-    address = search_args.ray_address and connect_ray(search_args.ray_address, script)
+    space = search_args.search and SearchSpace.from_arguments(search_args, model_args, data_args, training_args)
+    address = search_args.ray_address and connect_ray(search_args.ray_address)
     root = training_args.output_dir
     extra, params = {}, {}
     if space:
@@ -495,10 +458,9 @@ def main(script, argv, model_args, data_args, training_args, search_args, callba
             # Tune pickles the Trainer, which fails once any Trainer trained in this process (accelerate's
             # GradientState keeps weak references): the search's Trainer is built in a fresh process.
             with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                records = pool.submit(ray_search, os.path.abspath(script.__file__), os.getcwd(), argv, search_args,
-                                      address).result()  # fmt: skip
+                records = pool.submit(ray_search, os.getcwd(), argv, search_args, address).result()
         else:
-            trainer = build_search_trainer(model_args, data_args, training_args, space, script, callbacks)
+            trainer = build_search_trainer(model_args, data_args, training_args, space, callbacks)
             records = optuna_search(trainer, space, os.path.join(root, "search"), training_args.seed)
         best = select_best(records, space)
         Path(root, "trials.md").write_text(trials_table(records, space, best))
@@ -511,11 +473,10 @@ def main(script, argv, model_args, data_args, training_args, search_args, callba
                            "trials": records}  # fmt: skip
     seeds = training_args.seeds or [training_args.seed]
     if address:
-        per_seed = ray_seeds(script, argv, search_args, params, space.targets if space else {}, seeds)
+        per_seed = ray_seeds(argv, search_args, params, space.targets if space else {}, seeds)
     else:
-        per_seed = {seed: script.run(model_args, data_args, seed_args(training_args, seed), callbacks)
-                    for seed in seeds}  # fmt: skip
-    return script.write_seed_results(root, per_seed, **extra)
+        per_seed = recipe.train_seeds(model_args, data_args, training_args, seeds, callbacks)
+    return recipe.write_seed_results(root, per_seed, **extra)
 
 
 def select_best(records: list[dict], space: SearchSpace) -> dict | None:
@@ -552,4 +513,4 @@ def trials_table(records: list[dict], space: SearchSpace, best: dict | None) -> 
     return "\n".join(lines) + "\n\n" + summary + "\n"
 
 
-__all__ = ["SearchArguments", "SearchSpace", "SearchTrainer", "main", "parse_search_args"]
+__all__ = ["SearchSpace", "SearchTrainer", "main"]

@@ -2,7 +2,7 @@
 
 Parameter groups come from the model's structure, not from name substrings:
 - `fusion`: the fusion layer's weights (projections, `w_t`, `w_a`, dense and LayerNorm weights) at the
-  fusion learning rate (0.01 in the paper) with weight decay;
+  fusion learning rate (`CMBertTrainingArguments.fusion_learning_rate`) with weight decay;
 - `no_decay`: every bias (the fusion scalar `b` included) and the encoder's LayerNorm weights, at the base
   learning rate without weight decay;
 - `decay`: all other trainable weights (encoder, head) at the base learning rate with weight decay.
@@ -14,6 +14,7 @@ from torch import nn
 from transformers import Trainer
 
 from .modeling_cmbert import CMBertForSequenceClassification
+from .training_args import CMBertTrainingArguments
 
 
 def freeze(
@@ -53,19 +54,19 @@ def parameter_groups(model: CMBertForSequenceClassification) -> dict[str, list[n
 
 
 class CMBertTrainer(Trainer):
-    """A `Trainer` whose optimiser uses the recipe's parameter groups and fusion learning rate."""
-
-    def __init__(self, *args, fusion_learning_rate: float = 0.01, **kwargs):
-        self.fusion_learning_rate = fusion_learning_rate
-        super().__init__(*args, **kwargs)
+    """A `Trainer` whose optimiser uses the recipe's parameter groups and the fusion learning rate of its
+    `CMBertTrainingArguments` (a trial of a search sets it as any other training argument)."""
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
+            if not isinstance(self.args, CMBertTrainingArguments):
+                raise TypeError(f"CMBertTrainer needs CMBertTrainingArguments (they hold the fusion learning rate), "
+                                f"got {type(self.args).__name__}.")
             groups = parameter_groups(self.model if model is None else model)
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args)
             self.optimizer = optimizer_cls(
                 [
-                    {"params": groups["fusion"], "lr": self.fusion_learning_rate, "weight_decay": self.args.weight_decay,
+                    {"params": groups["fusion"], "lr": self.args.fusion_learning_rate, "weight_decay": self.args.weight_decay,
                      "name": "fusion"},
                     {"params": groups["no_decay"], "weight_decay": 0.0, "name": "no_decay"},
                     {"params": groups["decay"], "weight_decay": self.args.weight_decay, "name": "decay"},

@@ -3,7 +3,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers import FIVE
 from hub_server import HubServer, hub_env as _hub_env
+from speech import ESPEAK_RATE, WORDS, speak
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,3 +100,66 @@ def tiny_args():
     """``tiny_args(checkpoint, cache, output_dir, *extra)``: train.py arguments for a fast run on the synthetic
     set (96 train samples, 48 dev/test, 2 epochs)."""
     return _tiny_args
+
+
+# --- a tiny saved model and its pipeline (test_pipeline.py, test_cli.py, test_visualization.py) ----------------
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory, minilm_path):
+    """A tiny random CM-BERT regression model with the MiniLM tokenizer, saved with its processor: trained (as its
+    config records) on the features of its feature extractor, five of them, normalised with fitted statistics."""
+    import numpy as np
+    import torch
+    from transformers import AutoTokenizer
+
+    from cmbert_hf import CMBertConfig, CMBertFeatureExtractor, CMBertForSequenceClassification, CMBertProcessor
+
+    folder = tmp_path_factory.mktemp("tiny-cmbert")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    torch.manual_seed(0)
+    config = CMBertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=37, num_labels=1, audio_feature_source="extractor", audio_feature_names=FIVE,
+    )  # fmt: skip
+    model = CMBertForSequenceClassification(config)
+    # A larger head than the N(0, 0.02) init, so that scores lie well away from 0 and differ between inputs.
+    torch.nn.init.normal_(model.classifier.weight, std=1.0)
+    model.save_pretrained(folder)
+    # Statistics of the scale of speech features (f0 in Hz, voicing fraction, energy and peak in dB, duration in s).
+    rows = np.random.default_rng(0).normal([120, 0.8, -30, -15, 0.4], [30, 0.2, 8, 6, 0.2], size=(200, 5))
+    extractor = CMBertFeatureExtractor(features=FIVE).fit_normalization([rows])
+    CMBertProcessor(extractor, tokenizer).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model_and_processor(tiny_folder):
+    from cmbert_hf import CMBertForSequenceClassification, CMBertProcessor
+
+    model = CMBertForSequenceClassification.from_pretrained(tiny_folder).eval()
+    return model, CMBertProcessor.from_pretrained(tiny_folder)
+
+
+@pytest.fixture(scope="module")
+def pipe(model_and_processor):
+    """The tiny audio model's pipeline, which also scores inputs without audio on their text (`text_only=True`)."""
+    from transformers import pipeline
+
+    from cmbert_hf.pipeline_cmbert import TASK
+
+    model, processor = model_and_processor
+    return pipeline(TASK, model=model, processor=processor, device="cpu", text_only=True)
+
+
+# --- speech (test_feature_extraction.py, test_pipeline.py, test_cli.py) ------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def clips():
+    """Each word of `speech.WORDS` spoken alone, as a float32 waveform at 22.05 kHz trimmed to its voiced extent."""
+    import librosa
+
+    spoken = [speak(word, voice="en", rate=160, pitch=pitch, volume=amplitude) for word, pitch, amplitude in WORDS]
+    assert all(speech.sampling_rate == ESPEAK_RATE for speech in spoken)
+    return [librosa.effects.trim(speech.waveform, top_db=40)[0] for speech in spoken]

@@ -3,8 +3,13 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 import soundfile as sf
+
+ESPEAK_RATE = 22050  # espeak-ng always writes 22.05 kHz
+# (word, espeak pitch, espeak amplitude): one high-pitched word, one loud word.
+WORDS = [("movie", 50, 60), ("wonderful", 95, 60), ("really", 50, 200), ("terrible", 50, 60)]
 
 
 def speak(text: str, **kwargs):
@@ -40,3 +45,24 @@ def write_folder(folder, rows, metadata="metadata.jsonl"):
             writer.writeheader()
             writer.writerows({k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()} for r in records)
     return path
+
+
+def join(clips, pause_after=None, pause_s=0.4):
+    """Joins clips with 0.2 s of faint noise around them (and a pause after clip `pause_after`).
+
+    Returns the waveform and the timings `(word, start_s, end_s)`, the pause included as the word `"<sil>"`.
+    """
+    rng = np.random.default_rng(0)
+    edge = np.zeros(int(0.2 * ESPEAK_RATE), np.float32)
+    parts, timings, t = [edge], [], len(edge) / ESPEAK_RATE
+    for i, clip in enumerate(clips):
+        parts.append(clip)
+        timings.append((WORDS[i][0], t, t + len(clip) / ESPEAK_RATE))
+        t += len(clip) / ESPEAK_RATE
+        if i == pause_after:
+            parts.append(np.zeros(int(pause_s * ESPEAK_RATE), np.float32))
+            timings.append(("<sil>", t, t + pause_s))
+            t += pause_s
+    parts.append(edge)
+    waveform = np.concatenate(parts)
+    return waveform + 1e-4 * rng.standard_normal(len(waveform)).astype(np.float32), timings

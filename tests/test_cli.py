@@ -11,10 +11,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 from PIL import Image
-from test_feature_extraction import ESPEAK_RATE, clips, join  # noqa: F401  (clips: the espeak-ng fixture)
-from test_pipeline import COVAREP, TEXT_ONLY, TEXTS, model_and_processor, pipe, tiny_folder, variant  # noqa: F401
-from test_pipeline import word_features
-from test_processor import TONE
+from helpers import COVAREP, TEXT_ONLY, TEXTS, TONE, variant, word_features
+from speech import ESPEAK_RATE, join
 
 from cmbert_hf.cli import load_pipeline, main
 from cmbert_hf.metrics import sentiment_metrics
@@ -22,7 +20,7 @@ from dataset_script import load_mosi
 
 
 @pytest.fixture(scope="module")
-def speech(clips, tmp_path_factory):  # noqa: F811
+def speech(clips, tmp_path_factory):
     """A spoken utterance as a WAV file, its text, and its word timings as a file and as tuples."""
     waveform, timings = join(clips)
     folder = tmp_path_factory.mktemp("speech")
@@ -32,7 +30,7 @@ def speech(clips, tmp_path_factory):  # noqa: F811
     return folder, " ".join(word for word, _, _ in timings), timings
 
 
-def test_predict_prints_the_score_of_one_utterance(tiny_folder, pipe, tmp_path, capsys):  # noqa: F811
+def test_predict_prints_the_score_of_one_utterance(tiny_folder, pipe, tmp_path, capsys):
     features = word_features(TEXTS[0])
     np.save(tmp_path / "feats.npy", features)
     argv = ["predict", "--model", str(tiny_folder), "--text", TEXTS[0], "--features", str(tmp_path / "feats.npy")]
@@ -43,7 +41,7 @@ def test_predict_prints_the_score_of_one_utterance(tiny_folder, pipe, tmp_path, 
 
 
 @pytest.mark.parametrize("suffix", [".tsv", ".parquet"])
-def test_predict_writes_a_row_per_input_of_a_batch_file(tiny_folder, pipe, speech, suffix, tmp_path, capsys):  # noqa: F811
+def test_predict_writes_a_row_per_input_of_a_batch_file(tiny_folder, pipe, speech, suffix, tmp_path, capsys):
     folder, spoken, timings = speech
     np.save(folder / "feats.npy", word_features(TEXTS[1]))
     rows = [
@@ -74,7 +72,7 @@ def test_predict_writes_a_row_per_input_of_a_batch_file(tiny_folder, pipe, speec
     assert capsys.readouterr().out.strip().splitlines()[-1] == summary + ", ".join(f"{n} {k}" for k, n in labels.items()) + ")"
 
 
-def test_evaluate_prints_the_metrics_of_a_split(tiny_folder, pipe, tmp_path_factory, capsys):  # noqa: F811
+def test_evaluate_prints_the_metrics_of_a_split(tiny_folder, pipe, tmp_path_factory, capsys):
     cache = tmp_path_factory.mktemp("datasets-cache")
     argv = ["evaluate", "--model", str(tiny_folder), "--data", "synthetic", "--cache-dir", str(cache)]
     assert main([*argv, "--split", "validation", "--max-samples", "12", "--batch-size", "5"]) == 0
@@ -89,7 +87,7 @@ def test_evaluate_prints_the_metrics_of_a_split(tiny_folder, pipe, tmp_path_fact
     assert printed == pytest.approx(expected, abs=1e-4)
 
 
-def test_trust_remote_code_runs_the_folders_own_code(tiny_folder, tmp_path_factory, capsys):  # noqa: F811
+def test_trust_remote_code_runs_the_folders_own_code(tiny_folder, tmp_path_factory, capsys):
     # transformers' Auto classes would pick the classes this package registers on import; the flag must not.
     pipe = load_pipeline(str(tiny_folder), trust_remote_code=True)
     for part in (pipe, pipe.model, pipe.processor, pipe.processor.feature_extractor, pipe.processor.tokenizer):
@@ -106,7 +104,7 @@ def test_trust_remote_code_runs_the_folders_own_code(tiny_folder, tmp_path_facto
     assert remote[1:] == local[1:]  # the same metrics table
 
 
-def test_explain_writes_a_png(tiny_folder, tmp_path, capsys):  # noqa: F811
+def test_explain_writes_a_png(tiny_folder, tmp_path, capsys):
     out = tmp_path / "attention.png"
     assert main(["explain", "--model", str(tiny_folder), "--text", TEXTS[1], "--out", str(out), "--text-only"]) == 0
     with Image.open(out) as image:
@@ -132,7 +130,7 @@ def test_explain_writes_a_png(tiny_folder, tmp_path, capsys):  # noqa: F811
         (["evaluate", "--data", "cmbert", "--data-dir", "{tmp}", "--cache-dir", "{tmp}/c"], "train.tsv not found"),
     ],
 )
-def test_errors_are_messages_and_a_non_zero_exit(tiny_folder, tmp_path, capsys, argv, message):  # noqa: F811
+def test_errors_are_messages_and_a_non_zero_exit(tiny_folder, tmp_path, capsys, argv, message):
     (tmp_path / "in.tsv").write_text("text\ngood\n")
     (tmp_path / "no_text.tsv").write_text("sentence\ngood\n")
     (tmp_path / "blank.tsv").write_text("text\tfeatures\ngood\t\n\t\n")
@@ -160,7 +158,7 @@ def _predict(argv, capsys) -> dict:
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
-def test_timings_change_the_features_of_a_steady_tone(tiny_folder, tone, capsys):  # noqa: F811
+def test_timings_change_the_features_of_a_steady_tone(tiny_folder, tone, capsys):
     # Every frame of a tone is alike: only the words' durations tell the two splits apart.
     argv = ["--model", str(tiny_folder), "--text", "hello there", "--audio", str(tone / "tone.wav")]
     early = _predict([*argv, "--timings", str(tone / "early.tsv")], capsys)["score"]
@@ -168,7 +166,7 @@ def test_timings_change_the_features_of_a_steady_tone(tiny_folder, tone, capsys)
     assert abs(early - late) > 1e-4
 
 
-def test_audio_for_a_model_of_precomputed_features_says_to_pass_features(tiny_folder, tone, tmp_path, capsys):  # noqa: F811
+def test_audio_for_a_model_of_precomputed_features_says_to_pass_features(tiny_folder, tone, tmp_path, capsys):
     folder = variant(tiny_folder, tmp_path / "covarep", config=COVAREP)
     argv = ["--text", "hello there", "--audio", str(tone / "tone.wav"), "--timings", str(tone / "early.tsv")]
     assert main(["predict", "--model", str(folder), *argv]) == 1
@@ -177,7 +175,7 @@ def test_audio_for_a_model_of_precomputed_features_says_to_pass_features(tiny_fo
     assert error.endswith("(`cmbert predict --features FILE.npy`).")
 
 
-def test_audio_for_a_text_only_model_is_ignored_with_one_line(tiny_folder, tone, tmp_path, capsys, caplog):  # noqa: F811
+def test_audio_for_a_text_only_model_is_ignored_with_one_line(tiny_folder, tone, tmp_path, capsys, caplog):
     folder = variant(tiny_folder, tmp_path / "text-only", config=TEXT_ONLY)
     text_only = _predict(["--model", str(folder), "--text", "hello there"], capsys)
     argv = ["--model", str(folder), "--text", "hello there", "--audio", str(tone / "tone.wav")]
@@ -187,7 +185,7 @@ def test_audio_for_a_text_only_model_is_ignored_with_one_line(tiny_folder, tone,
     ]
 
 
-def test_console_script_exits_non_zero_on_a_missing_file(tiny_folder, tmp_path):  # noqa: F811
+def test_console_script_exits_non_zero_on_a_missing_file(tiny_folder, tmp_path):
     cmbert = Path(sys.executable).with_name("cmbert")
     missing = tmp_path / "clip.wav"
     done = subprocess.run(
@@ -199,7 +197,7 @@ def test_console_script_exits_non_zero_on_a_missing_file(tiny_folder, tmp_path):
     assert "Traceback" not in done.stderr
 
 
-def _broken_copies(tiny_folder, tmp_path):  # noqa: F811
+def _broken_copies(tiny_folder, tmp_path):
     corrupt, plain = tmp_path / "corrupt", tmp_path / "plain"
     shutil.copytree(tiny_folder, corrupt)
     (corrupt / "model.safetensors").write_bytes((corrupt / "model.safetensors").read_bytes()[:1000])
@@ -224,7 +222,7 @@ def _broken_copies(tiny_folder, tmp_path):  # noqa: F811
         (["explain", "--model", "./run", "--text", "good", "--out", "{tmp}/f.png"], "model folder not found: ./run"),
     ],
 )
-def test_broken_models_and_missing_data_are_one_line(tiny_folder, tmp_path, capsys, argv, message):  # noqa: F811
+def test_broken_models_and_missing_data_are_one_line(tiny_folder, tmp_path, capsys, argv, message):
     _broken_copies(tiny_folder, tmp_path)
     argv = [arg.format(tmp=tmp_path) for arg in argv]
     assert main(argv) == 1
@@ -233,7 +231,7 @@ def test_broken_models_and_missing_data_are_one_line(tiny_folder, tmp_path, caps
     assert error.startswith(f"cmbert {argv[0]}: error: ") and message.format(tmp=tmp_path) in error, error
 
 
-def test_hub_ids_are_looked_up_in_the_cache_when_offline(tiny_folder, tmp_path, monkeypatch):  # noqa: F811
+def test_hub_ids_are_looked_up_in_the_cache_when_offline(tiny_folder, tmp_path, monkeypatch):
     from huggingface_hub import constants
 
     from cmbert_hf.hub import check_model_location

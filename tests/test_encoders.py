@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +35,7 @@ from transformers import (
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from cmbert_hf import CMBertConfig, CMBertFeatureExtractor, CMBertForSequenceClassification, CMBertProcessor
+from cmbert_hf import recipe
 from cmbert_hf.modeling_cmbert import FOUR_D_MASK_TYPES, _encoder_mask
 
 
@@ -316,13 +316,12 @@ def test_every_family_round_trips_as_remote_code_in_a_fresh_process(families, tm
         torch.testing.assert_close(remote[folder]["logits"], logits, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_train_py_fine_tunes_saves_pushes_and_reloads_every_family(families, tiny_args, dataset_cache, hub_env,
                                                                    hub_server, tmp_path):
     """train.py end to end over each family's encoder checkpoint (the tiny synthetic run): it trains, pushes the
     folder to the loopback Hub, and the pushed repo loads as remote code in a fresh process with the weights and
     outputs the run saved."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import train
 
     expected, inputs_files = {}, {}
     for family in FAMILIES:
@@ -333,7 +332,7 @@ def test_train_py_fine_tunes_saves_pushes_and_reloads_every_family(families, tin
         tokenizer.save_pretrained(checkpoint)
         folder, repo = tmp_path / f"{family}-run", f"user/cmbert-{family}"
         few = ("--max_train_samples", "16", "--max_eval_samples", "8", "--num_train_epochs", "1")
-        metrics = train.main(tiny_args(checkpoint, dataset_cache, folder, *few, "--push_to_hub", "true",
+        metrics = recipe.main(tiny_args(checkpoint, dataset_cache, folder, *few, "--push_to_hub", "true",
                                        "--hub_model_id", repo))  # fmt: skip
         assert metrics["train"]["train_loss"] > 0 and np.isfinite(metrics["test"]["test_mae"]), family
         saved = CMBertForSequenceClassification.from_pretrained(folder).eval()

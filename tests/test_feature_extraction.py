@@ -11,52 +11,16 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from cmbert_hf.feature_extraction_cmbert import DEFAULT_FEATURES, MIN_SECONDS_PER_WORD, CMBertFeatureExtractor
+from speech import ESPEAK_RATE, WORDS, join
 
 
-ESPEAK_RATE = 22050  # espeak-ng always writes 22.05 kHz
 # Columns of the default feature set.
 F0, F0_RANGE, VOICED, ENERGY, ENERGY_PEAK, DURATION = (
     DEFAULT_FEATURES.index(name) for name in ("f0", "f0_range", "voiced", "energy", "energy_peak", "duration")
 )
 WIDTH = len(DEFAULT_FEATURES)
 RAW = {"do_normalize": False}  # unnormalised features: the extractor refuses to normalise before it is fitted
-# (word, espeak pitch, espeak amplitude): one high-pitched word, one loud word.
-WORDS = [("movie", 50, 60), ("wonderful", 95, 60), ("really", 50, 200), ("terrible", 50, 60)]
 HIGH, LOUD = 1, 2
-
-
-@pytest.fixture(scope="module")
-def clips():
-    """Each word spoken alone, as a float32 waveform at 22.05 kHz trimmed to its voiced extent."""
-    try:
-        from dataset_script.espeak import synthesize
-
-        spoken = [synthesize(word, voice="en", rate=160, pitch=pitch, volume=amplitude) for word, pitch, amplitude in WORDS]
-    except (ImportError, RuntimeError) as error:  # EspeakError is a RuntimeError
-        pytest.fail(f"espeak-ng synthesis is required for these tests ({error}): pip install -e '.[test]'")
-    assert all(speech.sampling_rate == ESPEAK_RATE for speech in spoken)
-    return [librosa.effects.trim(speech.waveform, top_db=40)[0] for speech in spoken]
-
-
-def join(clips, pause_after=None, pause_s=0.4):
-    """Joins clips with 0.2 s of faint noise around them (and a pause after clip `pause_after`).
-
-    Returns the waveform and the timings `(word, start_s, end_s)`, the pause included as the word `"<sil>"`.
-    """
-    rng = np.random.default_rng(0)
-    edge = np.zeros(int(0.2 * ESPEAK_RATE), np.float32)
-    parts, timings, t = [edge], [], len(edge) / ESPEAK_RATE
-    for i, clip in enumerate(clips):
-        parts.append(clip)
-        timings.append((WORDS[i][0], t, t + len(clip) / ESPEAK_RATE))
-        t += len(clip) / ESPEAK_RATE
-        if i == pause_after:
-            parts.append(np.zeros(int(pause_s * ESPEAK_RATE), np.float32))
-            timings.append(("<sil>", t, t + pause_s))
-            t += pause_s
-    parts.append(edge)
-    waveform = np.concatenate(parts)
-    return waveform + 1e-4 * rng.standard_normal(len(waveform)).astype(np.float32), timings
 
 
 @pytest.fixture(scope="module")

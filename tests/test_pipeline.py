@@ -1,7 +1,6 @@
 """CMBertSentimentPipeline: scores against the model's own forward, labels, batching, audio, remote code."""
 
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -11,77 +10,17 @@ import pytest
 import soundfile as sf
 import torch
 from huggingface_hub import HfApi
-from test_feature_extraction import ESPEAK_RATE, clips, join  # noqa: F401  (clips: the espeak-ng fixture)
-from test_processor import FIVE, TIMINGS, TONE
-from transformers import AutoTokenizer, pipeline
+from helpers import COVAREP, TEXT_ONLY, TEXTS, TIMINGS, TONE, variant, word_features
+from speech import ESPEAK_RATE, join
+from transformers import pipeline
 
-from cmbert_hf import (
-    CMBertConfig,
-    CMBertFeatureExtractor,
-    CMBertForSequenceClassification,
-    CMBertProcessor,
-    CMBertSentimentPipeline,
-)
-from cmbert_hf.pipeline_cmbert import LABEL7_NAMES, TASK
-from dataset_script.mosi import LABEL7_NAMES as DATASET_LABEL7_NAMES
-
-
-TEXTS = ["what a wonderful movie", "the plot was terribly boring and the acting unconvincing", "meh"]
-
-
-def word_features(text, seed=0):
-    """Random word-level features, one row per white-space word (D = 5, the tiny model's extractor's width)."""
-    return np.random.default_rng(seed).normal(size=(len(text.split()), 5)).astype(np.float32)
-
-
-@pytest.fixture(scope="session")
-def tiny_folder(tmp_path_factory, minilm_path):
-    """A tiny random CM-BERT regression model with the MiniLM tokenizer, saved with its processor: trained (as its
-    config records) on the features of its feature extractor, five of them, normalised with fitted statistics."""
-    folder = tmp_path_factory.mktemp("tiny-cmbert")
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    torch.manual_seed(0)
-    config = CMBertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=37, num_labels=1, audio_feature_source="extractor", audio_feature_names=FIVE,
-    )  # fmt: skip
-    model = CMBertForSequenceClassification(config)
-    # A larger head than the N(0, 0.02) init, so that scores lie well away from 0 and differ between inputs.
-    torch.nn.init.normal_(model.classifier.weight, std=1.0)
-    model.save_pretrained(folder)
-    # Statistics of the scale of speech features (f0 in Hz, voicing fraction, energy and peak in dB, duration in s).
-    rows = np.random.default_rng(0).normal([120, 0.8, -30, -15, 0.4], [30, 0.2, 8, 6, 0.2], size=(200, 5))
-    extractor = CMBertFeatureExtractor(features=FIVE).fit_normalization([rows])
-    CMBertProcessor(extractor, tokenizer).save_pretrained(folder)
-    return folder
-
-
-def variant(folder, target, config=None, extractor=None):
-    """A copy of a saved model folder with changed config.json and feature extractor entries."""
-    shutil.copytree(folder, target)
-    for name, changes in (("config.json", config), ("processor_config.json", extractor)):
-        path = target / name
-        saved = json.loads(path.read_text())
-        (saved["feature_extractor"] if name == "processor_config.json" else saved).update(changes or {})
-        path.write_text(json.dumps(saved))
-    return target
+from cmbert_hf import CMBertConfig, CMBertForSequenceClassification, CMBertProcessor, CMBertSentimentPipeline
+from cmbert_hf.pipeline_cmbert import TASK, score_to_label
+from dataset_script import load_mosi
 
 
 def load(folder):
     return pipeline(TASK, model=str(folder), pipeline_class=CMBertSentimentPipeline, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def model_and_processor(tiny_folder):
-    model = CMBertForSequenceClassification.from_pretrained(tiny_folder).eval()
-    return model, CMBertProcessor.from_pretrained(tiny_folder)
-
-
-@pytest.fixture(scope="module")
-def pipe(model_and_processor):
-    """The tiny audio model's pipeline, which also scores inputs without audio on their text (`text_only=True`)."""
-    model, processor = model_and_processor
-    return pipeline(TASK, model=model, processor=processor, device="cpu", text_only=True)
 
 
 def manual_forward(model, processor, text, **audio):
@@ -93,8 +32,12 @@ def manual_forward(model, processor, text, **audio):
     return output.logits[0, 0].item(), tokens, output.text_attention[0].numpy(), output.multimodal_attention[0].numpy()
 
 
-def test_labels_are_the_dataset_labels():
-    assert list(LABEL7_NAMES) == list(DATASET_LABEL7_NAMES)
+def test_labels_are_the_dataset_labels(dataset_cache):
+    """The pipeline names a score as the data set names that label (its `label7` class), over a whole split."""
+    split = load_mosi("synthetic", cache_dir=str(dataset_cache))["test"]
+    named = split.features["label7"].int2str(split["label7"])
+    assert [score_to_label(label) for label in split["label"]] == named
+    assert len(set(named)) >= 5  # the split spans the scale, not one class
 
 
 def test_scores_and_attention_equal_the_models_forward(pipe, model_and_processor):
@@ -166,7 +109,7 @@ def test_batched_results_equal_one_by_one(pipe):
             np.testing.assert_allclose(batch[key], single[key], atol=1e-5)
 
 
-def test_audio_file_with_word_timings(pipe, model_and_processor, clips, tmp_path):  # noqa: F811
+def test_audio_file_with_word_timings(pipe, model_and_processor, clips, tmp_path):
     model, processor = model_and_processor
     waveform, timings = join(clips)
     text = " ".join(word for word, _, _ in timings)
@@ -201,8 +144,6 @@ def test_bad_inputs_raise_clear_errors(pipe, model_and_processor):
 
 
 TONE_INPUT = {"text": "hello there", "audio": TONE, "sampling_rate": 16000, "word_timings": TIMINGS}
-COVAREP = {"audio_feature_source": "covarep", "audio_feature_names": None}
-TEXT_ONLY = {"audio_feature_source": "none", "audio_feature_names": None}
 UNRECORDED = {"audio_feature_source": None, "audio_feature_names": None}  # folders saved before provenance
 
 

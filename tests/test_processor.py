@@ -5,19 +5,14 @@ import subprocess
 import sys
 import textwrap
 
-import datasets
 import numpy as np
 import pytest
 from huggingface_hub.errors import StrictDataclassError
-import soundfile as sf
 import torch
 from transformers import AutoProcessor, AutoTokenizer
 
 from cmbert_hf import CMBertConfig, CMBertFeatureExtractor, CMBertProcessor
-
-
-# Five features, the width of the precomputed test vectors below; the default set is wider.
-FIVE = ["f0", "voiced", "energy", "energy_peak", "duration"]
+from helpers import FIVE, TIMINGS, TONE
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +117,6 @@ def test_raw_audio_goes_through_the_feature_extractor(processor):
         )
 
 
-TONE = (0.3 * np.sin(2 * np.pi * 180 * np.arange(16000) / 16000)).astype(np.float32)
-TIMINGS = [("hello", 0.0, 0.5), ("there", 0.5, 1.0)]
-
-
 @pytest.mark.parametrize(
     "kwargs, fit, message",
     [
@@ -195,127 +186,3 @@ def test_save_and_load_round_trip(processor, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     ids = processor(**kwargs)["input_ids"]
     assert result.stdout.strip() == f"{ids} [0.0, 1.0, 1.0, 1.0, 0.0]"
-
-
-# --- data sets of recordings: the extraction map, its cache, normalisation fitted on train ---------------------
-
-
-def recordings(folder, n, seed):
-    """`n` WAV files (modulated tones over noise, 1-1.5 s) with their text and word timings, as a Dataset."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        seconds = 1.0 + 0.25 * i
-        t = np.arange(int(seconds * 16000)) / 16000
-        wave = 0.2 * np.sin(2 * np.pi * (120 + 40 * i + 30 * seed) * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
-        path = folder / f"utterance-{seed}-{i}.wav"
-        sf.write(path, (wave + 0.01 * rng.standard_normal(len(t))).astype(np.float32), 16000)
-        words = ["so", "very", "good"][: 2 + i % 2]
-        bounds = np.linspace(0.0, seconds, len(words) + 1)
-        timings = [{"word": w, "start": a, "end": b} for w, a, b in zip(words, bounds[:-1], bounds[1:], strict=True)]
-        rows.append({"audio": str(path), "text": " ".join(words), "word_timings": timings})
-    return datasets.Dataset.from_list(rows)
-
-
-@pytest.fixture
-def on_disk(tmp_path):
-    """Recordings as a Dataset backed by files, so that `map` caches its results."""
-    recordings(tmp_path, 4, seed=0).save_to_disk(tmp_path / "data")
-    return datasets.load_from_disk(tmp_path / "data")
-
-
-def timed(row):
-    return [(t["word"], t["start"], t["end"]) for t in row["word_timings"]]
-
-
-def test_extract_word_features_maps_the_extractor_over_the_rows(tmp_path, tokenizer):
-    data = recordings(tmp_path, 3, seed=0)
-    processor = CMBertProcessor(CMBertFeatureExtractor(aligner="proportional"), tokenizer)
-    extractor = processor.feature_extractor
-    out = processor.extract_word_features(data, timings_column="word_timings")
-    assert out.column_names == ["audio", "text", "word_timings", "word_features", "word_timing"]
-    assert out["word_timing"] == ["given"] * len(data)
-    for row in out:
-        expected = extractor.word_features(row["audio"], timed(row)).astype(np.float32)
-        np.testing.assert_array_equal(np.asarray(row["word_features"], np.float32), expected)
-    # A datasets.Audio column (decoded by the extractor from the stored bytes) and two processes agree.
-    typed = processor.extract_word_features(
-        data.cast_column("audio", datasets.Audio()), timings_column="word_timings", num_proc=2
-    )
-    np.testing.assert_allclose(np.concatenate(typed["word_features"]), np.concatenate(out["word_features"]), atol=1e-4)
-    # Without timings the extractor's aligner times the text's words.
-    untimed = processor.extract_word_features(data)
-    assert untimed["word_timing"] == ["proportional"] * len(data)
-    for row in untimed:
-        expected = extractor.word_features(row["audio"], row["text"].split()).astype(np.float32)
-        np.testing.assert_array_equal(np.asarray(row["word_features"], np.float32), expected)
-    # So are the words of rows whose timings are null, row by row.
-    partly = data.map(lambda row, i: {"word_timings": row["word_timings"] if i else None}, with_indices=True)
-    mixed = processor.extract_word_features(partly, timings_column="word_timings")
-    assert mixed["word_timing"] == ["proportional", "given", "given"]
-    assert mixed["word_features"] == untimed["word_features"][:1] + out["word_features"][1:]
-
-
-def test_second_extraction_is_a_cache_hit_and_changed_settings_recompute(on_disk, tokenizer, monkeypatch):
-    calls = []
-    word_features = CMBertFeatureExtractor.word_features
-
-    def counted(self, *args, **kwargs):
-        calls.append(self.f0_max)
-        return word_features(self, *args, **kwargs)
-
-    monkeypatch.setattr(CMBertFeatureExtractor, "word_features", counted)
-    processor = CMBertProcessor(CMBertFeatureExtractor(), tokenizer)
-    first = processor.extract_word_features(on_disk, timings_column="word_timings")
-    assert len(calls) == len(on_disk) and first.cache_files  # written to a cache file
-    # Normalisation statistics do not change the unnormalised features: still a hit.
-    processor.feature_extractor.fit_normalization(first["word_features"])
-    again = processor.extract_word_features(on_disk, timings_column="word_timings")
-    assert len(calls) == len(on_disk) and again.cache_files == first.cache_files
-    assert again["word_features"] == first["word_features"]
-    processor.feature_extractor.f0_max = 300.0
-    changed = processor.extract_word_features(on_disk, timings_column="word_timings")
-    assert calls == [500.0] * len(on_disk) + [300.0] * len(on_disk)
-    assert changed.cache_files != first.cache_files
-
-
-def test_prepare_audio_splits_fits_on_train_only(tmp_path, tokenizer):
-    splits = datasets.DatasetDict(train=recordings(tmp_path, 3, seed=0), validation=recordings(tmp_path, 2, seed=1))
-    processor = CMBertProcessor(CMBertFeatureExtractor(aligner="proportional"), tokenizer)
-    out = processor.prepare_audio_splits(splits)
-    extractor = processor.feature_extractor
-    raw = {
-        name: [extractor.word_features(row["audio"], row["text"].split()).astype(np.float32) for row in split]
-        for name, split in splits.items()
-    }
-    train = np.concatenate(raw["train"]).astype(np.float64)
-    std = train.std(axis=0)
-    std[std == 0] = 1.0  # a constant feature keeps its scale
-    np.testing.assert_allclose(extractor.feature_mean, train.mean(axis=0), rtol=1e-6)
-    np.testing.assert_allclose(extractor.feature_std, std, rtol=1e-6)
-    for name, split in out.items():
-        assert sorted(split.column_names) == ["audio_features", "text", "word_timing", "word_timings"]
-        for row, features in zip(split, raw[name], strict=True):
-            np.testing.assert_allclose(row["audio_features"], (features - train.mean(axis=0)) / std, atol=1e-4)
-
-
-def test_extraction_errors_name_the_row_and_file(tmp_path, tokenizer):
-    cut = tmp_path / "cut.wav"
-    sf.write(cut, TONE[:10], 16000)
-    data = datasets.Dataset.from_list([{"audio": str(cut), "text": "so good"}])
-    data = datasets.concatenate_datasets([recordings(tmp_path, 1, seed=0).remove_columns("word_timings"), data])
-    processor = CMBertProcessor(CMBertFeatureExtractor(aligner="proportional"), tokenizer)
-    with pytest.raises(ValueError, match=r"row 1 \(.*cut\.wav\) lasts 0\.001 s, too short for its 2 word"):
-        processor.extract_word_features(data)
-    with pytest.raises(ValueError, match=r"needs the columns \['audio', 'transcript'\]"):
-        processor.extract_word_features(data, text_column="transcript")
-    with pytest.raises(ValueError, match=r"needs the columns \['audio', 'text', 'timings'\]"):
-        processor.extract_word_features(data, timings_column="timings")
-
-
-def test_has_raw_audio(tmp_path):
-    data = recordings(tmp_path, 1, seed=0)
-    assert CMBertProcessor.has_raw_audio(data)
-    assert CMBertProcessor.has_raw_audio(data.cast_column("audio", datasets.Audio()))
-    vectors = datasets.Dataset.from_dict({"audio": [[[0.0] * 5]]})
-    assert not CMBertProcessor.has_raw_audio(vectors)

@@ -19,11 +19,12 @@ from datasets import DatasetDict
 from ray.cluster_utils import Cluster
 from transformers import TrainerCallback
 
+import dataset_script
+from cmbert_hf import recipe
 from cmbert_hf.search import SearchSpace
+from cmbert_hf.training_args import parse_args, parse_command
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import train  # noqa: E402
 
 DEMO = str(ROOT / "configs/synthetic.yaml")
 
@@ -84,17 +85,17 @@ class Events(TrainerCallback):
 def test_a_bad_search_space_fails_before_anything_runs(tmp_path, space, message):
     config = write_search(tmp_path, space)
     with pytest.raises(ValueError, match=message):
-        train.main([*untrainable(tmp_path), "--search", config])
+        recipe.main([*untrainable(tmp_path), "--search", config])
     assert not (tmp_path / "out").exists()
 
 
 def test_a_bad_search_file_names_the_field(tmp_path):
     config = write_search(tmp_path, SPACE, direction="down")
     with pytest.raises(ValueError, match=r"search.yaml: direction must be minimize or maximize, got 'down'"):
-        train.main([*untrainable(tmp_path), "--search", config])
+        recipe.main([*untrainable(tmp_path), "--search", config])
     config = write_search(tmp_path, SPACE, n_trials=0)
     with pytest.raises(ValueError, match=r"search.yaml: n_trials must be a positive integer, got 0"):
-        train.main([*untrainable(tmp_path), "--search", config])
+        recipe.main([*untrainable(tmp_path), "--search", config])
 
 
 SEARCH_CONFIGS = {"mosi_minilm.yaml": "tbert_mosi_minilm.yaml"}  # search YAML: the recipe it searches around
@@ -107,10 +108,10 @@ def test_every_search_config_is_checked():
 @pytest.mark.parametrize("name", sorted(SEARCH_CONFIGS))
 def test_every_search_config_fits_its_recipe(name):
     path = ROOT / "configs/search" / name
-    space = SearchSpace.from_yaml(path, *train.parse_args(["--config", str(ROOT / "configs" / SEARCH_CONFIGS[name])]))
+    space = SearchSpace.from_yaml(path, *parse_args(["--config", str(ROOT / "configs" / SEARCH_CONFIGS[name])]))
     assert f"--search configs/search/{name}" in path.read_text()  # the header's command names this file
     assert space.metric == "loss" and space.direction == "minimize" and space.n_trials == 8
-    assert space.targets == {"learning_rate": "training", "fusion_learning_rate": "model", "warmup_steps": "training",
+    assert space.targets == {"learning_rate": "training", "fusion_learning_rate": "training", "warmup_steps": "training",
                              "weight_decay": "training"}  # fmt: skip
 
 
@@ -120,7 +121,7 @@ def test_an_objective_validation_does_not_report_fails_before_the_first_trial(
     log = []
     config = write_search(tmp_path, SPACE, metric="mse")
     with pytest.raises(ValueError, match=r"metric 'mse' is not reported by validation; it reports \[.*'loss', 'mae'"):
-        train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "out", "--search", config),
+        recipe.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "out", "--search", config),
                    callbacks=[Events(log)])  # fmt: skip
     assert log == [] and not (tmp_path / "out" / "trials.md").exists()
 
@@ -128,11 +129,12 @@ def test_an_objective_validation_does_not_report_fails_before_the_first_trial(
 # --- Optuna -----------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_optuna_search_picks_by_validation_and_reruns_the_best_like_a_standalone_run(
     tiny_checkpoint, dataset_cache, tiny_args, tmp_path, monkeypatch
 ):
     log = []
-    load_mosi = train.load_mosi
+    load_mosi = dataset_script.load_mosi
 
     class Watched(DatasetDict):
         def __getitem__(self, split):
@@ -140,12 +142,12 @@ def test_optuna_search_picks_by_validation_and_reruns_the_best_like_a_standalone
                 log.append(("test",))
             return super().__getitem__(split)
 
-    monkeypatch.setattr(train, "load_mosi", lambda *a, **k: Watched(load_mosi(*a, **k)))
+    monkeypatch.setattr(dataset_script, "load_mosi", lambda *a, **k: Watched(load_mosi(*a, **k)))
     # A seed in the space: a trial must train from its own seed (not args.seed, not the previous trial's).
     config = write_search(tmp_path, {**SPACE, "seed": {"type": "int", "low": 1, "high": 10**6}}, n_trials=3)
     out = tmp_path / "out"
     args = tiny_args(tiny_checkpoint, dataset_cache, out, "--search", config, "--num_train_epochs", "1")
-    results = train.main(args, callbacks=[Events(log, fail_run=2)])
+    results = recipe.main(args, callbacks=[Events(log, fail_run=2)])
 
     search = results["search"]
     trials = search["trials"]
@@ -183,8 +185,7 @@ KILL_AT_SECOND_TRIAL = textwrap.dedent(
     """
     import os, sys
     from transformers import TrainerCallback
-    sys.path.insert(0, sys.argv[1])
-    import train
+    from cmbert_hf import recipe
 
     class Kill(TrainerCallback):
         runs = 0
@@ -194,11 +195,12 @@ KILL_AT_SECOND_TRIAL = textwrap.dedent(
             if Kill.runs == 2:
                 os._exit(17)  # die abruptly: trial 0 is stored, trial 1 is running
 
-    train.main(sys.argv[2:], callbacks=[Kill()])
+    recipe.main(sys.argv[2:], callbacks=[Kill()])
     """
 )
 
 
+@pytest.mark.slow
 def test_a_killed_search_resumes_without_redoing_finished_trials(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
     config = write_search(tmp_path, SPACE, n_trials=2)
     out = tmp_path / "out"
@@ -212,7 +214,7 @@ def test_a_killed_search_resumes_without_redoing_finished_trials(tiny_checkpoint
     assert [t.state.name for t in before] == ["COMPLETE", "RUNNING"]
 
     log = []
-    results = train.main(args, callbacks=[Events(log)])
+    results = recipe.main(args, callbacks=[Events(log)])
     trained = [e[1] for e in log if e[0] == "train"]
     seed = yaml.safe_load(Path(DEMO).read_text())["seed"]  # no seed in the space: the recipe's
     assert trained == [str(out / "search"), str(out / f"seed-{seed}")]  # trial 1 again, then the best; not trial 0
@@ -235,7 +237,7 @@ def test_an_unreachable_ray_address_fails_in_seconds(tmp_path, monkeypatch, addr
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     started = time.monotonic()
     with pytest.raises(ConnectionError, match=rf"--ray_address {address}: {message}"):
-        train.main([*untrainable(tmp_path), "--ray_address", address])
+        recipe.main([*untrainable(tmp_path), "--ray_address", address])
     assert time.monotonic() - started < 20 and not (tmp_path / "out").exists()
 
 
@@ -257,12 +259,13 @@ def ray_cluster():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_ray_runs_trials_and_seeds_on_both_nodes_like_the_sequential_sweep(
     ray_cluster, tiny_checkpoint, dataset_cache, tiny_args, tmp_path
 ):
     config = write_search(tmp_path, SPACE, n_trials=2)
     common = ("--num_train_epochs", "1", "--seeds", "1", "2")
-    on_ray = train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "ray", "--search", config, *common,
+    on_ray = recipe.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "ray", "--search", config, *common,
                                   "--ray_address", ray_cluster.address))  # fmt: skip
     nodes = {node.node_id for node in ray_cluster.list_all_nodes()}
     trials = on_ray["search"]["trials"]
@@ -274,8 +277,16 @@ def test_ray_runs_trials_and_seeds_on_both_nodes_like_the_sequential_sweep(
 
     best = on_ray["search"]["best"]["params"]
     flags = ("--learning_rate", repr(best["learning_rate"]), "--fusion_dim", str(best["fusion_dim"]))
-    sequential = train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "seq", *common, *flags))
+    sequential = recipe.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "seq", *common, *flags))
     for seed in (1, 2):
         for key, value in sequential["per_seed"][seed]["test"].items():
             if not key.endswith(("_runtime", "_per_second")):
                 assert on_ray["per_seed"][seed]["test"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (seed, key)
+
+
+def test_n_trials_flag_overrides_the_search_yaml(tmp_path):
+    config = write_search(tmp_path, SPACE, n_trials=3)
+    search_args, *arguments = parse_command(["--config", DEMO, "--search", config])
+    assert SearchSpace.from_arguments(search_args, *arguments).n_trials == 3
+    search_args, *arguments = parse_command(["--config", DEMO, "--search", config, "--n_trials", "5"])
+    assert SearchSpace.from_arguments(search_args, *arguments).n_trials == 5

@@ -1,5 +1,6 @@
 """train.py: configs, parameter groups, a full tiny run, the seed sweep, resume after a crash, 2 ranks."""
 
+import ast
 import contextlib
 import io
 import json
@@ -18,15 +19,15 @@ import yaml
 from huggingface_hub import ModelCard
 from transformers import TrainerCallback, TrainingArguments
 
-from cmbert_hf import CMBertConfig, CMBertForSequenceClassification
+from cmbert_hf import CMBertConfig, CMBertForSequenceClassification, recipe
 from cmbert_hf.metrics import sentiment_metrics
+from cmbert_hf.run_folder import ArgumentError
 from cmbert_hf.training import CMBertTrainer, freeze, parameter_groups
+from cmbert_hf.training_args import CMBertTrainingArguments, parse_args
 from dataset_script import load_mosi
 from helpers import MOSI_TEXT, TINY
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import train  # noqa: E402
 
 
 # --- configs ------------------------------------------------------------------------------------
@@ -34,7 +35,7 @@ import train  # noqa: E402
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_recipe_parses_into_the_dataclasses(path):
-    model_args, data_args, training_args = train.parse_args(["--config", str(path)])
+    model_args, data_args, training_args = parse_args(["--config", str(path)])
     recipe = yaml.safe_load(path.read_text())
     for key, value in recipe.items():
         actual = next(getattr(a, key) for a in (model_args, data_args, training_args) if hasattr(a, key))
@@ -43,7 +44,7 @@ def test_every_recipe_parses_into_the_dataclasses(path):
 
 def launch_commands() -> dict[str, str]:
     """train.py's documented `accelerate launch` commands (continuation lines joined), by config file name."""
-    lines = train.__doc__.replace("\\\n", " ").splitlines()
+    lines = ast.get_docstring(ast.parse((ROOT / "train.py").read_text()), clean=False).replace("\\\n", " ").splitlines()
     commands = [line.strip() for line in lines if line.strip().startswith("accelerate launch --config_file")]
     return {re.search(r"configs/accelerate/(\S+\.yaml)", command)[1]: command for command in commands}
 
@@ -59,7 +60,7 @@ def test_every_accelerate_config_is_documented_and_consistent(path):
     assert (config.distributed_type.value == "NO") == (config.num_processes == 1)
     batch = re.search(r"--per_device_train_batch_size (\d+)", command)
     if batch:  # the docstring's rule: per-process batch x processes = the recipe's 24
-        assert int(batch[1]) * config.num_processes == train.CMBertTrainingArguments.per_device_train_batch_size
+        assert int(batch[1]) * config.num_processes == CMBertTrainingArguments.per_device_train_batch_size
     if config.fsdp_config:  # the wrap unit must be a layer class the model really has
         layer = config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"]
         model = CMBertForSequenceClassification(CMBertConfig(**TINY))
@@ -67,14 +68,45 @@ def test_every_accelerate_config_is_documented_and_consistent(path):
 
 
 def test_command_line_overrides_yaml_and_unknown_keys_fail(tmp_path):
-    _, data_args, training_args = train.parse_args(
+    _, data_args, training_args = parse_args(
         ["--config", str(ROOT / "configs/cmbert_mosi.yaml"), "--learning_rate", "3e-5"]
     )
     assert training_args.learning_rate == 3e-5 and data_args.dataset_config == "cmbert"
     bad = tmp_path / "bad.yaml"
     bad.write_text("learning_rate: 1.0e-5\nlearnig_rate: 2.0e-5\n")
-    with pytest.raises(ValueError, match=r"bad.yaml: unknown keys \['learnig_rate'\]"):
-        train.parse_args(["--config", str(bad)])
+    with pytest.raises(ArgumentError, match=r"bad.yaml: unknown keys \['learnig_rate'\]: learnig_rate \(did you mean "
+                                            r"learning_rate\?\)"):
+        parse_args(["--config", str(bad)])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--config", "configs/demo.yml"], "--config configs/demo.yml: no such file."),
+        (["--learing_rate", "1e-4"], "unrecognized argument --learing_rate (did you mean --learning_rate?)"),
+        (["--text_scaling", "bogus"], "argument --text_scaling/--text-scaling: invalid choice: 'bogus'"),
+        (["--original", "--text_scaling", "none"], "--original sets text_scaling='batch'"),
+    ],
+)
+def test_command_line_mistakes_are_one_line(argv, message, tmp_path, capsys):
+    assert recipe.command_line(argv, prog="train.py") == 1
+    captured = capsys.readouterr()
+    assert captured.err == f"train.py: error: {captured.err.removeprefix('train.py: error: ')}"
+    assert message in captured.err and captured.err.count("\n") == 1 and captured.out == ""
+
+
+def test_help_is_short_and_lists_every_flag(capsys):
+    with pytest.raises(SystemExit) as exit:
+        recipe.main(["--help"], prog="train.py")
+    help_text = capsys.readouterr().out
+    assert exit.value.code == 0 and len(help_text.splitlines()) < 250  # was 697 lines
+    for flag in ("--search", "--n_trials", "--ray_address", "--ray_cpus_per_trial", "--ray_gpus_per_trial",
+                 "--ray_storage_path", "--config", "--fusion_learning_rate", "--max_length", "--seeds"):
+        assert f"{flag} " in help_text, flag
+    # TrainingArguments' other fields are named (not described) ...
+    assert "--gradient_accumulation_steps" in help_text and "--bf16" in help_text
+    # ... and the push happens once, at the end.
+    assert "once, at the end of the run" in " ".join(help_text.split())
 
 
 @pytest.mark.parametrize(
@@ -89,15 +121,15 @@ def test_command_line_overrides_yaml_and_unknown_keys_fail(tmp_path):
 )
 def test_conflicting_arguments_fail_before_training(tiny_checkpoint, dataset_cache, tiny_args, tmp_path, extra, message):
     with pytest.raises(ValueError, match=message):
-        train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path, *extra))
+        recipe.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path, *extra))
     assert not list(tmp_path.iterdir())  # nothing written
 
 
 def test_original_switch_sets_the_audio_blind_settings():
-    model_args, _, _ = train.parse_args(["--config", str(ROOT / "configs/demo.yaml"), "--original"])
+    model_args, _, _ = parse_args(["--config", str(ROOT / "configs/demo.yaml"), "--original"])
     assert (model_args.cls_audio, model_args.text_scaling, model_args.audio_scaling) == ("input", "batch", "none")
     with pytest.raises(ValueError, match="--original sets text_scaling='batch'; it cannot go with text_scaling='none'"):
-        train.parse_args(["--config", str(ROOT / "configs/demo.yaml"), "--original", "--text_scaling", "none"])
+        parse_args(["--config", str(ROOT / "configs/demo.yaml"), "--original", "--text_scaling", "none"])
 
 
 # --- the recipe's parameter groups ----------------------------------------------------------------
@@ -143,6 +175,7 @@ def test_text_only_model_ignores_audio_for_good():
     assert torch.equal(model(input_ids, audio_features=audio).logits, model(input_ids).logits)
 
 
+@pytest.mark.slow
 def test_text_only_weights_do_not_depend_on_the_extractor(tiny_checkpoint, dataset_cache, tiny_args, tmp_path,
                                                            monkeypatch):
     """The text path's new weights are drawn after the audio projection's: a text-only model must not take its audio
@@ -154,11 +187,11 @@ def test_text_only_weights_do_not_depend_on_the_extractor(tiny_checkpoint, datas
                      "--data_dir", str(MOSI_TEXT))
 
     def new_weights(features):
-        monkeypatch.setattr(train, "CMBertFeatureExtractor", lambda: CMBertFeatureExtractor(features=features))
-        model_args, data_args, training_args = train.parse_args(argv)
-        processor = train.prepare_data(model_args, data_args, training_args)[0]
+        monkeypatch.setattr(recipe, "CMBertFeatureExtractor", lambda: CMBertFeatureExtractor(features=features))
+        model_args, data_args, training_args = parse_args(argv)
+        processor = recipe.prepare_data(model_args, data_args, training_args)[0]
         torch.manual_seed(0)
-        model = train.build_model(model_args, processor)
+        model = recipe.build_model(model_args, processor)
         return {n: p for n, p in model.state_dict().items() if n.startswith(("fusion.", "classifier."))}
 
     fewer, default = new_weights(DEFAULT_FEATURES[:3]), new_weights(DEFAULT_FEATURES)
@@ -170,9 +203,13 @@ def test_text_only_weights_do_not_depend_on_the_extractor(tiny_checkpoint, datas
 def test_trainer_optimizer_uses_the_fusion_learning_rate(tmp_path):
     config = CMBertConfig(**TINY)
     model = CMBertForSequenceClassification(config)
-    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=2e-5, weight_decay=0.01, report_to="none")
-    optimizer = CMBertTrainer(model=model, args=args, fusion_learning_rate=0.01).create_optimizer()
-    assert [(g["lr"], g["weight_decay"]) for g in optimizer.param_groups] == [(0.01, 0.01), (2e-5, 0.0), (2e-5, 0.01)]
+    args = CMBertTrainingArguments(output_dir=str(tmp_path), learning_rate=2e-5, weight_decay=0.01, report_to="none",
+                                   eval_strategy="no", load_best_model_at_end=False, fusion_learning_rate=0.03)
+    optimizer = CMBertTrainer(model=model, args=args).create_optimizer()
+    assert [(g["lr"], g["weight_decay"]) for g in optimizer.param_groups] == [(0.03, 0.01), (2e-5, 0.0), (2e-5, 0.01)]
+    plain = TrainingArguments(output_dir=str(tmp_path), report_to="none")
+    with pytest.raises(TypeError, match="CMBertTrainer needs CMBertTrainingArguments"):
+        CMBertTrainer(model=model, args=plain).create_optimizer()
 
 
 # --- full runs --------------------------------------------------------------------------------------
@@ -193,7 +230,7 @@ def finished_run(tiny_checkpoint, dataset_cache, tiny_args, tmp_path_factory):
     args = tiny_args(tiny_checkpoint, dataset_cache, folder)
     recorder, printed = LogRecorder(), io.StringIO()
     with contextlib.redirect_stdout(printed):
-        metrics = train.main(args, callbacks=[recorder])
+        metrics = recipe.main(args, callbacks=[recorder])
     return folder, args, metrics, printed.getvalue(), recorder.logs
 
 
@@ -286,42 +323,63 @@ def test_reruns_that_would_misreport_are_refused(finished_run, tmp_path, change,
     if change == "foreign":
         (folder / "run_args.json").unlink()
     before = _listing(folder)
-    with pytest.raises(train.ArgumentError, match=message):
-        train.main([*finished_run[1], "--output_dir", str(folder), *extra])  # the last --output_dir counts
+    with pytest.raises(ArgumentError, match=message):
+        recipe.main([*finished_run[1], "--output_dir", str(folder), *extra])  # the last --output_dir counts
     assert _listing(folder) == before  # nothing touched
 
 
-def test_the_command_line_refuses_in_one_line(finished_run, tmp_path, monkeypatch):
+def test_the_command_line_refuses_in_one_line(finished_run, tmp_path, monkeypatch, capsys):
     folder = _copy(finished_run, tmp_path)
     monkeypatch.setattr(sys, "argv", ["train.py", *finished_run[1], "--output_dir", str(folder)])
-    with pytest.raises(SystemExit) as exit:  # sys.exit(message): the message on stderr, exit status 1
+    with pytest.raises(SystemExit) as exit:
         runpy.run_path(str(ROOT / "train.py"), run_name="__main__")
-    assert isinstance(exit.value.code, str) and "\n" not in exit.value.code
-    assert exit.value.code.startswith(f"train.py: error: {folder} holds a finished run")
+    said = capsys.readouterr().err
+    assert exit.value.code == 1 and said.count("\n") == 1
+    assert said.startswith(f"train.py: error: {folder} holds a finished run")
 
 
 def test_the_fingerprint_ignores_what_does_not_change_the_run():
     base = ["--config", str(ROOT / "configs/demo.yaml")]
-    same = train.fingerprint(*train.parse_args(base))
-    assert train.fingerprint(*train.parse_args([*base, "--output_dir", "x", "--logging_steps", "3",
+    same = recipe.fingerprint(*parse_args(base))
+    assert recipe.fingerprint(*parse_args([*base, "--output_dir", "x", "--logging_steps", "3",
                                                 "--disable_tqdm", "true", "--report_to", "none"])) == same
-    assert train.fingerprint(*train.parse_args([*base, "--seed", "7"])) != same
-    assert train.fingerprint(*train.parse_args([*base, "--fusion_dim", "8"])) != same
+    assert recipe.fingerprint(*parse_args([*base, "--seed", "7"])) != same
+    assert recipe.fingerprint(*parse_args([*base, "--fusion_dim", "8"])) != same
 
 
 def test_overwrite_trains_afresh_and_keeps_other_files(finished_run, tmp_path):
     folder = _copy(finished_run, tmp_path)
     (folder / "notes.txt").write_text("mine\n")
     (folder / "checkpoint-99").mkdir()  # a leftover of the old run
-    train.main([*finished_run[1], "--output_dir", str(folder), "--overwrite_output_dir", "true",
+    recipe.main([*finished_run[1], "--output_dir", str(folder), "--overwrite_output_dir", "true",
                 "--num_train_epochs", "1"])
     assert json.loads((folder / "results.json").read_text())["global_step"] == 4
     assert (folder / "notes.txt").read_text() == "mine\n"
     assert not (folder / "checkpoint-99").exists()
 
 
+def test_the_saved_processor_applies_the_preprocessing_of_training(tiny_checkpoint, dataset_cache, tiny_args,
+                                                                   tmp_path):
+    """A model trained with --max_length 16 (and the original's fixed padding) is served with the same: by
+    AutoProcessor and by the pipeline, with no max_length passed."""
+    from transformers import AutoProcessor, pipeline
+
+    from cmbert_hf.pipeline_cmbert import TASK, CMBertSentimentPipeline
+
+    few = ("--max_train_samples", "16", "--max_eval_samples", "8", "--num_train_epochs", "1")
+    recipe.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path, *few, "--max_length", "16", "--original"))
+    long_text = " ".join(["wonderful"] * 40)
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    assert (processor.max_length, processor.padding) == (16, "max_length")
+    assert len(processor(text=long_text)["input_ids"]) == 16
+    assert len(processor(text="fine")["input_ids"]) == 16  # padded as the original recipe trained
+    pipe = pipeline(TASK, model=str(tmp_path), pipeline_class=CMBertSentimentPipeline)
+    assert len(pipe(long_text, return_attention=True)["tokens"]) == 16
+    assert len(pipe(long_text, max_length=8, return_attention=True)["tokens"]) == 8  # an explicit value wins
+
+
 def test_length_grouped_batches_train(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
-    metrics = train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path, "--train_sampling_strategy", "group_by_length", "--num_train_epochs", "1"))
+    metrics = recipe.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path, "--train_sampling_strategy", "group_by_length", "--num_train_epochs", "1"))
     assert json.loads((tmp_path / "results.json").read_text())["global_step"] == 4
     assert np.isfinite(metrics["test"]["test_mae"])
 
@@ -334,9 +392,10 @@ class Steps(TrainerCallback):
         self.done.append(state.global_step)
 
 
+@pytest.mark.slow
 def test_seed_sweep_writes_per_seed_and_mean_std(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
     args = tiny_args(tiny_checkpoint, dataset_cache, tmp_path, "--seeds", "1111", "1112", "--num_train_epochs", "1")
-    out = train.main(args)
+    out = recipe.main(args)
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["per_seed"]) == {"1111", "1112"}
     maes = [results["per_seed"][s]["test"]["test_mae"] for s in ("1111", "1112")]
@@ -348,12 +407,12 @@ def test_seed_sweep_writes_per_seed_and_mean_std(tiny_checkpoint, dataset_cache,
     assert table[0].startswith("| seed | loss | mae | corr | acc7 |") and table[-1].startswith("| mean ± std |")
     assert (tmp_path / "seed-1112" / "model.safetensors").is_file()
 
-    with pytest.raises(train.ArgumentError, match="holds a finished seed sweep"):
-        train.main(args)
+    with pytest.raises(ArgumentError, match="holds a finished seed sweep"):
+        recipe.main(args)
     # A sweep interrupted after its seeds finished: the rerun trains nothing and aggregates the same results.
     (tmp_path / "results.json").unlink()
     steps = Steps()
-    assert train.main(args, callbacks=[steps]) == out and steps.done == []
+    assert recipe.main(args, callbacks=[steps]) == out and steps.done == []
 
 
 def test_argument_values_that_train_nothing_are_refused(tmp_path):
@@ -372,9 +431,9 @@ def test_argument_values_that_train_nothing_are_refused(tmp_path):
         (["--model_name_or_path", "./typo"], "model folder not found: ./typo"),
         (["--overwrite_output_dir", "true", "--resume_from_checkpoint", "x"], "cannot go with --resume_from"),
     ]:
-        with pytest.raises(train.ArgumentError, match=message):
-            train.check_arguments(*train.parse_args([*base, *extra]))
-    train.check_arguments(*train.parse_args([*base, "--num_train_epochs", "0", "--max_steps", "5"]))  # steps rule
+        with pytest.raises(ArgumentError, match=message):
+            recipe.check_arguments(*parse_args([*base, *extra]))
+    recipe.check_arguments(*parse_args([*base, "--num_train_epochs", "0", "--max_steps", "5"]))  # steps rule
 
 
 @pytest.mark.parametrize(
@@ -383,8 +442,8 @@ def test_argument_values_that_train_nothing_are_refused(tmp_path):
      (["--pad_to_max_length", "true"], True)],
 )
 def test_the_original_pads_to_max_length_unless_told_otherwise(extra, padded):
-    model_args, data_args, training_args = train.parse_args(["--config", str(ROOT / "configs/demo.yaml"), *extra])
-    train.check_arguments(model_args, data_args, training_args)
+    model_args, data_args, training_args = parse_args(["--config", str(ROOT / "configs/demo.yaml"), *extra])
+    recipe.check_arguments(model_args, data_args, training_args)
     assert data_args.pad_to_max_length is padded
 
 
@@ -392,20 +451,20 @@ CRASH_AFTER_FIRST_CHECKPOINT = textwrap.dedent(
     """
     import os, sys
     from transformers import TrainerCallback
-    sys.path.insert(0, sys.argv[1])
-    import train
+    from cmbert_hf import recipe
 
     class Crash(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
             os._exit(17)  # die abruptly right after the first checkpoint is on disk
 
-    train.main(sys.argv[2:], callbacks=[Crash()])
+    recipe.main(sys.argv[2:], callbacks=[Crash()])
     """
 )
 
 
+@pytest.mark.slow
 def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
-    reference = train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "reference"))
+    reference = recipe.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "reference"))
     args = tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "crashed")
     crashed = subprocess.run(
         [sys.executable, "-c", CRASH_AFTER_FIRST_CHECKPOINT, str(ROOT), *args], capture_output=True, timeout=600
@@ -414,7 +473,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_checkpoint, data
     assert (tmp_path / "crashed" / "checkpoint-4").is_dir() and not (tmp_path / "crashed" / "results.json").exists()
 
     steps = Steps()
-    resumed = train.main(args, callbacks=[steps])  # picks up checkpoint-4 from output_dir by itself
+    resumed = recipe.main(args, callbacks=[steps])  # picks up checkpoint-4 from output_dir by itself
     assert steps.done == [5, 6, 7, 8]  # steps 1-4 came from the checkpoint, not from training again
     state = json.loads((tmp_path / "crashed" / "results.json").read_text())
     assert state["global_step"] == 8
@@ -425,10 +484,11 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_checkpoint, data
         assert resumed["test"][key] == pytest.approx(reference["test"][key], rel=1e-4, abs=1e-5), key
 
 
+@pytest.mark.slow
 def test_two_ranks_of_12_match_one_rank_of_24(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
     # 47 dev/test samples: the distributed sampler pads rank 1 with a repeat, which the gather must drop.
     odd = ("--max_eval_samples", "47")
-    one = train.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "one", "--per_device_train_batch_size", "24", *odd))
+    one = recipe.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "one", "--per_device_train_batch_size", "24", *odd))
     command = [
         sys.executable, "-m", "accelerate.commands.launch",
         "--config_file", str(ROOT / "configs/accelerate/cpu_2proc.yaml"),

@@ -9,20 +9,20 @@ import sys
 from pathlib import Path
 
 import datasets
+import dataset_script
 import numpy as np
 import pytest
 from huggingface_hub import HfApi, hf_hub_download
-from test_processor import TIMINGS, TONE, recordings, timed
+from helpers import TIMINGS, TONE, recordings, timed
 from transformers import pipeline
 
 from cmbert_hf import CMBertFeatureExtractor, CMBertSentimentPipeline
 from cmbert_hf import alignment_cmbert as alignment
+from cmbert_hf import recipe
+from cmbert_hf.run_folder import ArgumentError
 from cmbert_hf.feature_extraction_cmbert import DEFAULT_FEATURES
 from cmbert_hf.pipeline_cmbert import TASK
 from dataset_script import Mosi
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import train  # noqa: E402
 
 
 def labelled(split, seed):
@@ -38,9 +38,9 @@ def test_a_run_on_recordings_fits_the_extractor_on_train_and_records_it(
         validation=labelled(recordings(tmp_path, 3, seed=1), 1),
         test=labelled(recordings(tmp_path, 3, seed=2), 2),
     )
-    monkeypatch.setattr(train, "load_mosi", lambda *args, **kwargs: raw)
+    monkeypatch.setattr(dataset_script, "load_mosi", lambda *args, **kwargs: raw)
     out = tmp_path / "run"
-    train.main(tiny_args(tiny_checkpoint, dataset_cache, out, "--num_train_epochs", "1"))
+    recipe.main(tiny_args(tiny_checkpoint, dataset_cache, out, "--num_train_epochs", "1"))
 
     config = json.loads((out / "config.json").read_text())
     assert config["audio_feature_source"] == "extractor" and config["audio_feature_names"] == list(DEFAULT_FEATURES)
@@ -71,7 +71,7 @@ def test_precomputed_configs_record_their_source(dataset_config, use_audio, expe
     raw = datasets.DatasetDict(train=datasets.Dataset.from_dict({"text": ["a"], "audio_features": [[[0.0] * 5]]}))
     extractor = CMBertFeatureExtractor()
     facts = Mosi.builder_configs[dataset_config].audio_facts()  # declared by the config, not read from its name
-    same, provenance = train.featurize_audio(raw, facts, extractor, None, use_audio, None)
+    same, provenance = recipe.featurize_audio(raw, facts, extractor, use_audio, None)
     assert same is raw and provenance == {"audio_feature_source": expected, "audio_feature_names": None}
     assert not extractor.is_fitted
 
@@ -98,7 +98,7 @@ def spoken_run(tmp_path_factory, tiny_checkpoint, dataset_cache, tiny_args):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(alignment, "align_words", failing)
-        train.main(tiny_args(
+        recipe.main(tiny_args(
             tiny_checkpoint, dataset_cache, out, "--dataset_config", "spoken", "--data_dir", str(corpus),
             "--dataset_options", SPOKEN_OPTIONS, "--preprocessing_num_workers", "1", "--num_train_epochs", "1",
         ))  # fmt: skip
@@ -156,12 +156,12 @@ def test_predict_on_a_test_clip_scores_as_the_evaluation_of_that_clip(spoken_run
 
 
 def test_dataset_options_are_checked():
-    assert train.dataset_options("{train_size: 8}") == {"train_size": 8}
-    assert train.dataset_options('{"seed": 2}') == {"seed": 2} and train.dataset_options(None) == {}
-    with pytest.raises(train.ArgumentError, match=r"unknown dataset options \['train_sise'\]; MosiConfig / RecordingsConfig's fields"):
-        train.dataset_options({"train_sise": 8})
-    with pytest.raises(train.ArgumentError, match="must be a mapping"):
-        train.dataset_options("[1, 2]")
+    assert recipe.dataset_options("{train_size: 8}") == {"train_size": 8}
+    assert recipe.dataset_options('{"seed": 2}') == {"seed": 2} and recipe.dataset_options(None) == {}
+    with pytest.raises(ArgumentError, match=r"unknown dataset options \['train_sise'\]; MosiConfig / RecordingsConfig's fields"):
+        recipe.dataset_options({"train_sise": 8})
+    with pytest.raises(ArgumentError, match="must be a mapping"):
+        recipe.dataset_options("[1, 2]")
 
 
 CARD_SNIPPET = re.compile(r"```python\n(.*?)```", re.S)

@@ -6,13 +6,13 @@ import torch
 from PIL import Image
 
 from cmbert_hf.visualization import attention_figure, plot_attention
-from test_pipeline import model_and_processor, tiny_folder, word_features  # noqa: F401  (fixtures)
+from helpers import word_features
 
 
 TEXT = "an unwatchably overwrought melodrama"
 
 
-def test_figure_shows_both_maps_over_the_real_tokens(model_and_processor, tmp_path):  # noqa: F811
+def test_figure_shows_both_maps_over_the_real_tokens(model_and_processor, tmp_path):
     model, processor = model_and_processor
     features = word_features(TEXT)
     figure = plot_attention(model, processor, TEXT, audio_features=features, figsize=(8, 4), dpi=50)
