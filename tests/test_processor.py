@@ -128,7 +128,7 @@ def test_raw_audio_goes_through_the_feature_extractor(processor):
         ({"audio_feature_names": ["f0", "voiced", "energy", "mfcc1", "mfcc2"]}, True,
          r"trained on the audio features \['f0', 'voiced', 'energy', 'mfcc1', 'mfcc2'\] but the feature extractor "
          r"makes \['f0', 'voiced', 'energy', 'energy_peak', 'duration'\]"),
-        ({}, False, "no normalisation statistics.*preprocessor_config.json.*--features"),
+        ({}, False, "no normalisation statistics.*processor_config.json.*--features"),
     ],
 )  # fmt: skip
 def test_raw_audio_is_refused_unless_the_extractor_made_the_models_features(tokenizer, kwargs, fit, message):
