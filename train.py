@@ -82,6 +82,7 @@ from cmbert_hf.run_folder import (
     ArgumentError,
     LogAtCheckpoints,
     fingerprint,
+    locks_output_dir,
     plan_run,
     start_run_folder,
     whole_run_train_loss,
@@ -239,7 +240,7 @@ def parse_args(argv: list[str] | None = None):
     try:
         CMBertConfig(**fusion_settings(model_args))
     except StrictDataclassError as error:
-        raise ValueError(f"invalid model arguments: {error}") from error
+        raise ArgumentError(f"invalid model arguments: {' '.join(str(error).split())}") from error
     return model_args, data_args, training_args
 
 
@@ -334,6 +335,9 @@ def check_arguments(model_args, data_args, training_args) -> None:
     for name, value in positive.items():
         if value is not None and not value > 0:
             raise ArgumentError(f"--{name} must be positive, got {value}.")
+    for name in ("learning_rate", "fusion_learning_rate"):
+        if not positive[name] < 1:
+            raise ArgumentError(f"--{name} must be below 1 (a step size of AdamW), got {positive[name]}.")
     if training_args.overwrite_output_dir and training_args.resume_from_checkpoint:
         raise ArgumentError("--overwrite_output_dir trains afresh; it cannot go with --resume_from_checkpoint.")
     try:
@@ -408,6 +412,7 @@ def build_trainer(model_args, data_args, training_args, processor, splits, train
     )
 
 
+@locks_output_dir
 def run(model_args, data_args, training_args, callbacks=None, reuse_finished: bool = False) -> dict:
     """One training run: train, evaluate on dev and test, save the Hub-ready folder. Returns the metrics."""
     folder = Path(training_args.output_dir)
