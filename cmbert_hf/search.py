@@ -147,12 +147,12 @@ class SearchSpace:
             where = f"{path}: space.{name}"
             if name not in actions:
                 raise ArgumentError(f"{where}: not a train.py argument (python train.py --help lists them).")
-            if name in NOT_SEARCHABLE:
-                raise ArgumentError(f"{where}: not a hyperparameter (it says where or how the run is recorded): set it "
-                                 "on the command line, not in the search space.")
             if owner.get(name) == "data" or name in ("model_name_or_path", "text_only"):
                 raise ArgumentError(f"{where}: the data is encoded once for all trials, so it cannot vary by trial.")
             _check_distribution(where, spec, actions[name])
+            if name in NOT_SEARCHABLE:
+                raise ArgumentError(f"{where}: not a hyperparameter (it says where or how the run is recorded): set it "
+                                    "on the command line, not in the search space.")
             targets[name] = owner[name]
             # Values the parser takes may still be refused by the dataclass (an unknown scheduler name, ...) or by
             # the command line's checks (a learning rate of 0, ...).
