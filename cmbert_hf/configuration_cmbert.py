@@ -245,4 +245,7 @@ class CMBertConfig(PreTrainedConfig):
         return {f.name: f.metadata["original"] for f in cls.fusion_settings() if "original" in f.metadata}
 
 
-__all__ = ["AUDIO_FEATURE_SOURCES", "MAX_LABELS", "MAX_PARAMETERS", "MAX_TEXT_SIZES", "CMBertConfig", "LABEL7_NAMES", "LABEL_RANGE", "MAX_LENGTH", "fusion_setting", "sentiment_class"]
+__all__ = [
+    "AUDIO_FEATURE_SOURCES", "MAX_LABELS", "MAX_PARAMETERS", "MAX_TEXT_SIZES", "CMBertConfig", "LABEL7_NAMES",
+    "LABEL_RANGE", "MAX_LENGTH", "fusion_setting", "sentiment_class",
+]  # fmt: skip

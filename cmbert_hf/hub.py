@@ -79,8 +79,9 @@ def _delete_created(api: HfApi, repo_id: str, repo_type: str) -> str:
     try:
         api.delete_repo(repo_id, repo_type=repo_type, missing_ok=True)
     except (HTTPError, HfHubHTTPError):
+        delete = f"hf repos delete {repo_id}" + ("" if repo_type == "model" else f" --repo-type {repo_type}")
         return (f" The empty repository {repo_id} it created could not be deleted (the retry below fills it, or "
-                f"delete it with: hf repos delete {repo_id}{'' if repo_type == 'model' else ' --repo-type ' + repo_type}).")
+                f"delete it with: {delete}).")
     return ""
 
 

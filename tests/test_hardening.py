@@ -63,7 +63,7 @@ def run_python(*args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
     "space, message",
     [
         ({"output_dir": {"type": "categorical", "choices": ["a", "b"]}}, r"space.output_dir: not a hyperparameter"),
-        ({"overwrite_output_dir": {"type": "categorical", "choices": [True, False]}}, r"overwrite_output_dir: not a hyp"),
+        ({"overwrite_output_dir": {"type": "categorical", "choices": [True, False]}}, r"overwrite_output_dir: not a"),
         ({"num_train_epochs": {"type": "uniform", "low": -5, "high": -1}},
          r"space.num_train_epochs: -5 is not a valid value \(--num_train_epochs must be positive"),
         ({"learning_rate": {"type": "int", "low": 0, "high": 2}},
