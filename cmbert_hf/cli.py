@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 TABLE_FORMATS = (".tsv", ".parquet")
+# One utterance's audio is decoded whole (about 150 MB a minute through feature extraction): longer files are refused
+# before decoding. Utterances of CMU-MOSI last seconds.
+MAX_AUDIO_SECONDS = 300
 BATCH_COLUMNS = """Batch files (.tsv or .parquet) hold one utterance per row: `text` (required) and optionally
 `audio` (an audio file), `timings` (a word timings file for that audio) and `features` (a .npy of word-level
 features); paths are relative to the input file's folder, empty cells mean none. The output repeats the input
@@ -44,15 +47,23 @@ def load_pipeline(model: str, trust_remote_code: bool = False):
     The remote classes are fetched the way the Auto classes fetch them, from the `auto_map` entries, because
     the Auto classes themselves prefer the classes this package registers on import over remote code.
     """
+    import torch
+    from huggingface_hub.errors import StrictDataclassError
     from safetensors import SafetensorError
 
     from .hub import check_model_location
 
     check_model_location(model)
     try:
-        return _load_pipeline(model, trust_remote_code)
+        pipe = _load_pipeline(model, trust_remote_code)
     except SafetensorError as error:
         raise CLIError(f"{model}: cannot read model.safetensors ({error})") from error
+    except StrictDataclassError as error:  # the config's validators: sizes, dropouts, ...
+        raise CLIError(f"{model}: invalid config.json ({' '.join(str(error).split())})") from error
+    for name, tensor in pipe.model.state_dict().items():
+        if not torch.isfinite(tensor).all():
+            raise CLIError(f"{model}: the weight {name} holds NaN or inf values; the model folder is damaged")
+    return pipe
 
 
 def _load_pipeline(model: str, trust_remote_code: bool):
@@ -88,9 +99,26 @@ def _existing(path, base: Path | None = None) -> Path:
     return path
 
 
+def _check_duration(path: Path) -> None:
+    """Refuses audio longer than `MAX_AUDIO_SECONDS` from its header, before decoding it into memory."""
+    import soundfile
+
+    try:
+        seconds = soundfile.info(str(path)).duration
+    except RuntimeError:  # a format libsndfile cannot read (LibsndfileError): the extractor decodes it its own way
+        return
+    if seconds > MAX_AUDIO_SECONDS:
+        raise CLIError(f"{path} lasts {seconds:.0f} s; one utterance may last at most {MAX_AUDIO_SECONDS} s: cut the "
+                       "recording into utterances and score them with --input")
+
+
 def read_timings(path) -> list[tuple[str, float, float]]:
     """Reads a word timings file: one `word<TAB>start_s<TAB>end_s` line per word, optional header."""
-    rows = [line.split("\t") for line in Path(path).read_text().splitlines() if line.strip()]
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise CLIError(f"{path}: a word timings file must be UTF-8 text ({error})") from error
+    rows = [line.split("\t") for line in text.splitlines() if line.strip()]
     if rows and rows[0] == ["word", "start", "end"]:
         rows = rows[1:]
     try:
@@ -108,6 +136,7 @@ def make_input(text: str, audio=None, timings=None, features=None, base: Path | 
     example = {"text": text}
     if audio:
         example["audio"] = str(_existing(audio, base))
+        _check_duration(Path(example["audio"]))
         if timings:
             example["word_timings"] = read_timings(_existing(timings, base))
     if features:

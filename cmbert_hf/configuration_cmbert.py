@@ -31,6 +31,15 @@ TASK = "multimodal-sentiment-analysis"
 # Where the audio vectors a model was trained on came from: "none" for a model trained without audio (text only);
 # None (not one of these) where it was not recorded (folders saved before it was): they take precomputed vectors.
 AUDIO_FEATURE_SOURCES = ("extractor", "covarep", "synthetic", "none")
+# Sizes far beyond any real encoder (the largest have about 48 layers, 250k word pieces, 4096 wide): a config.json
+# asking for more (mistyped, or forged to exhaust memory) is refused before transformers allocates anything.
+MAX_TEXT_SIZES = {
+    "num_hidden_layers": 256, "hidden_size": 32768, "intermediate_size": 131072, "num_attention_heads": 1024,
+    "vocab_size": 2_000_000, "max_position_embeddings": 1_048_576, "type_vocab_size": 1024,
+}  # fmt: skip
+MAX_FUSION_SIZE = 65536  # audio_feature_size and fusion_dim (the data's 5 to 74, the paper's 30)
+MAX_LABELS = 10_000  # transformers builds one id2label entry per label
+MAX_PARAMETERS = 20_000_000_000  # 80 GB in float32: the estimate of `estimated_parameters` above this is refused
 
 
 def sentiment_class(score):
@@ -46,6 +55,12 @@ _LEGACY_BERT_KEYS = {f.name for f in fields(BertConfig)} - {f.name for f in fiel
 def _positive_int(value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"must be a positive integer, got {value!r}")
+
+
+def _size(value):
+    _positive_int(value)
+    if value > MAX_FUSION_SIZE:
+        raise ValueError(f"must be at most {MAX_FUSION_SIZE}, got {value!r}")
 
 
 def _probability(value):
@@ -113,7 +128,7 @@ class CMBertConfig(PreTrainedConfig):
 
     text_config: dict | PreTrainedConfig | None = None
     audio_feature_size: int = field(
-        default=5, metadata={"help": "Width of one acoustic vector (set from the data).", "validator": _positive_int}
+        default=5, metadata={"help": "Width of one acoustic vector (set from the data).", "validator": _size}
     )
     audio_feature_source: Literal[AUDIO_FEATURE_SOURCES] | None = field(
         default=None, metadata={"help": "Where the training audio vectors came from (set by train.py)."}
@@ -121,7 +136,7 @@ class CMBertConfig(PreTrainedConfig):
     audio_feature_names: list[str] | None = field(
         default=None, metadata={"help": "The names of the audio vectors' columns, when known (set by train.py)."}
     )
-    fusion_dim: int = fusion_setting(30, "Size of the bias-free text and audio projections.", _positive_int)
+    fusion_dim: int = fusion_setting(30, "Size of the bias-free text and audio projections.", _size)
     fusion_attention_dropout: float = fusion_setting(
         0.3, "Dropout on the multimodal attention weights `W_m`.", _probability
     )
@@ -160,6 +175,9 @@ class CMBertConfig(PreTrainedConfig):
         # Sentiment is a score in LABEL_RANGE: regression unless the caller asks for classes.
         if self.id2label is None and kwargs.get("num_labels") is None:
             kwargs["num_labels"] = 1
+        labels = kwargs.get("num_labels", 1)
+        if isinstance(labels, bool) or not isinstance(labels, int) or not 1 <= labels <= MAX_LABELS:
+            raise ValueError(f"`num_labels` must be an integer from 1 to {MAX_LABELS}, got {labels!r}.")
         super().__post_init__(**kwargs)
 
     def _adopt_legacy_bert_fields(self, legacy: dict) -> None:
@@ -196,6 +214,25 @@ class CMBertConfig(PreTrainedConfig):
                 f"`text_config.hidden_size` must be a positive integer (the width the fusion layer reads), got "
                 f"{hidden_size!r} for model type {self.text_config.model_type!r}."
             )
+        for name, limit in MAX_TEXT_SIZES.items():
+            value = getattr(self.text_config, name, None)
+            if isinstance(value, int) and value > limit:
+                raise ValueError(f"`text_config.{name}` is {value}, beyond any real encoder (at most {limit}): "
+                                 "is this config.json mistyped?")
+        if self.estimated_parameters() > MAX_PARAMETERS:
+            raise ValueError(f"this config asks for about {self.estimated_parameters():.3g} parameters, more than "
+                             f"{MAX_PARAMETERS:.3g}: is this config.json mistyped?")
+
+    def estimated_parameters(self) -> int:
+        """About how many parameters the model of this config has (embeddings, encoder layers, fusion): what
+        bounds its memory before it is built."""
+        text = self.text_config
+        hidden = text.hidden_size
+        size = {name: getattr(text, name, None) or 0 for name in MAX_TEXT_SIZES}
+        embeddings = (size["vocab_size"] + size["max_position_embeddings"] + size["type_vocab_size"]) * hidden
+        layers = size["num_hidden_layers"] * (4 * hidden * hidden + 2 * hidden * (size["intermediate_size"] or hidden))
+        fusion = (hidden + self.audio_feature_size) * self.fusion_dim + 2 * hidden * hidden
+        return embeddings + layers + fusion
 
     @property
     def hidden_size(self) -> int:
@@ -219,6 +256,6 @@ class CMBertConfig(PreTrainedConfig):
 
 
 __all__ = [
-    "AUDIO_FEATURE_SOURCES", "CMBertConfig", "LABEL7_NAMES", "LABEL_RANGE", "MAX_LENGTH", "TASK", "fusion_setting",
-    "sentiment_class",
+    "AUDIO_FEATURE_SOURCES", "MAX_LABELS", "MAX_PARAMETERS", "MAX_TEXT_SIZES", "CMBertConfig", "LABEL7_NAMES",
+    "LABEL_RANGE", "MAX_LENGTH", "TASK", "fusion_setting", "sentiment_class",
 ]  # fmt: skip

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from httpx2 import HTTPError  # huggingface_hub's HTTP client: connection failures are not HfHubHTTPError
 from huggingface_hub import CommitInfo, HfApi, constants, try_to_load_from_cache
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.errors import HFValidationError, HfHubHTTPError
+from huggingface_hub.utils import validate_repo_id
 
 # Training leftovers that are not part of the model repository; run_args.json and training_args.bin record this
 # machine's paths to resume or rerun the run locally.
@@ -47,6 +48,10 @@ def push_folder(
     folder = Path(folder)
     if not (folder / REQUIRED[repo_type]).is_file():
         raise PushError(f"{folder} has no {REQUIRED[repo_type]}: it is not a finished folder, nothing was pushed.")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise PushError(f"--repo-id {repo_id!r} is not a Hub repository id NAMESPACE/NAME ({error})") from None
     api = HfApi(token=token)
     created = False
     try:
@@ -56,12 +61,16 @@ def push_folder(
             repo_id=repo_id, folder_path=folder, ignore_patterns=IGNORE, commit_message=commit_message,
             repo_type=repo_type,
         )  # fmt: skip
-    except (HTTPError, OSError) as error:  # network, server or file errors; HfHubHTTPError is an OSError
+    except (HTTPError, OSError, RuntimeError) as error:  # network, server or file errors (HfHubHTTPError: OSError)
+        # huggingface_hub wraps a failed LFS upload (the server died mid-upload) in a RuntimeError
+        if isinstance(error, RuntimeError) and not isinstance(error.__cause__, (HTTPError, OSError)):
+            raise
         left = _delete_created(api, repo_id, repo_type) if created else ""
         retry = f"cmbert push {folder} --repo-id {repo_id}"
         retry += (" --private" if private else "") + ("" if repo_type == "model" else f" --repo-type {repo_type}")
+        reason = error if error.__cause__ is None else f"{error} {type(error.__cause__).__name__}: {error.__cause__}"
         raise PushError(
-            f"Pushing {folder} to {repo_id} failed ({type(error).__name__}: {error}).{left} The folder is complete; "
+            f"Pushing {folder} to {repo_id} failed ({type(error).__name__}: {reason}).{left} The folder is complete; "
             f"retry with: {retry}"
         ) from error
 
@@ -71,7 +80,9 @@ def _delete_created(api: HfApi, repo_id: str, repo_type: str) -> str:
     try:
         api.delete_repo(repo_id, repo_type=repo_type, missing_ok=True)
     except (HTTPError, HfHubHTTPError):
-        return f" The empty repository {repo_id} it created could not be deleted."
+        delete = f"hf repos delete {repo_id}" + ("" if repo_type == "model" else f" --repo-type {repo_type}")
+        return (f" The empty repository {repo_id} it created could not be deleted (the retry below fills it, or "
+                f"delete it with: {delete}).")
     return ""
 
 

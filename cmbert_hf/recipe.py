@@ -39,6 +39,7 @@ from .run_folder import (
     ArgumentError,
     LogAtCheckpoints,
     fingerprint,
+    locks_output_dir,
     plan_run,
     start_run_folder,
     whole_run_train_loss,
@@ -142,6 +143,9 @@ def check_arguments(model_args, data_args, training_args) -> None:
     for name, value in positive.items():
         if value is not None and not value > 0:
             raise ArgumentError(f"--{name} must be positive, got {value}.")
+    for name in ("learning_rate", "fusion_learning_rate"):
+        if not positive[name] < 1:
+            raise ArgumentError(f"--{name} must be below 1 (a step size of AdamW), got {positive[name]}.")
     if training_args.overwrite_output_dir and training_args.resume_from_checkpoint:
         raise ArgumentError("--overwrite_output_dir trains afresh; it cannot go with --resume_from_checkpoint.")
     try:
@@ -234,6 +238,7 @@ def build_trainer(model_args, data_args, training_args, processor, splits, train
     )
 
 
+@locks_output_dir
 def run(model_args, data_args, training_args, callbacks=None, reuse_finished: bool = False) -> dict:
     """One training run: train, evaluate on dev and test, save the Hub-ready folder. Returns the metrics."""
     folder = Path(training_args.output_dir)

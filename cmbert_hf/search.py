@@ -53,18 +53,25 @@ from typing import Any
 
 import numpy as np
 import yaml
+from huggingface_hub.errors import StrictDataclassError
 from transformers import EvalPrediction, HfArgumentParser, set_seed
 from transformers.trainer_utils import enable_full_determinism
 
 from . import recipe
+from .configuration_cmbert import CMBertConfig
+from .run_folder import NOT_IN_FINGERPRINT, ArgumentError
 from .training import CMBertTrainer
-from .training_args import parse_args
+from .training_args import fusion_settings, parse_args
 
 logger = logging.getLogger(__name__)
 
 DISTRIBUTIONS = {"loguniform": {"low", "high"}, "uniform": {"low", "high"}, "int": {"low", "high", "step", "log"},
                  "categorical": {"choices"}}  # fmt: skip
 STUDY = "search"
+# Arguments that say where and how a run is recorded, not how it trains: not hyperparameters (a trial's
+# `output_dir` would write outside the search's folder).
+NOT_SEARCHABLE = NOT_IN_FINGERPRINT - {"dataloader_num_workers", "dataloader_pin_memory",
+                                       "dataloader_persistent_workers", "dataloader_prefetch_factor"}
 
 
 # --- the search space --------------------------------------------------------------------------------------------
@@ -90,21 +97,26 @@ class SearchSpace:
     @classmethod
     def from_yaml(cls, path, model_args, data_args, training_args) -> "SearchSpace":
         """Reads and checks `path` against the recipe's parser (built from the argument dataclasses, so the check
-        follows them when they change)."""
-        recipe = yaml.safe_load(Path(path).read_text()) or {}
+        follows them when they change). The command line's checks of a run's arguments (`check_run_arguments`) run
+        with each end of every range and each choice, so that no trial gets a value the command line refuses (they
+        are all range checks: the ends bound them)."""
+        try:
+            recipe = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise ArgumentError(f"--search {path}: cannot read a search YAML ({' '.join(str(error).split())}).")
         expected = {"metric", "direction", "n_trials", "space"}
         if not isinstance(recipe, dict) or set(recipe) != expected:
-            raise ValueError(f"{path}: a search YAML has exactly the keys {sorted(expected)}, got "
+            raise ArgumentError(f"{path}: a search YAML has exactly the keys {sorted(expected)}, got "
                              f"{sorted(recipe) if isinstance(recipe, dict) else type(recipe).__name__}.")
         if not isinstance(recipe["metric"], str):
-            raise ValueError(f"{path}: metric must be a validation metric's name, got {recipe['metric']!r}.")
+            raise ArgumentError(f"{path}: metric must be a validation metric's name, got {recipe['metric']!r}.")
         if recipe["direction"] not in ("minimize", "maximize"):
-            raise ValueError(f"{path}: direction must be minimize or maximize, got {recipe['direction']!r}.")
+            raise ArgumentError(f"{path}: direction must be minimize or maximize, got {recipe['direction']!r}.")
         n_trials = recipe["n_trials"]
         if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
-            raise ValueError(f"{path}: n_trials must be a positive integer, got {n_trials!r}.")
+            raise ArgumentError(f"{path}: n_trials must be a positive integer, got {n_trials!r}.")
         if not isinstance(recipe["space"], dict) or not recipe["space"]:
-            raise ValueError(f"{path}: space must map train.py arguments to distributions.")
+            raise ArgumentError(f"{path}: space must map train.py arguments to distributions.")
 
         arguments = (model_args, data_args, training_args)
         actions = {a.dest: a for a in HfArgumentParser([type(a) for a in arguments])._actions}
@@ -114,18 +126,25 @@ class SearchSpace:
         for name, spec in recipe["space"].items():
             where = f"{path}: space.{name}"
             if name not in actions:
-                raise ValueError(f"{where}: not a train.py argument (python train.py --help lists them).")
+                raise ArgumentError(f"{where}: not a train.py argument (python train.py --help lists them).")
             if owner.get(name) == "data" or name in ("model_name_or_path", "text_only"):
-                raise ValueError(f"{where}: the data is encoded once for all trials, so it cannot vary by trial.")
+                raise ArgumentError(f"{where}: the data is encoded once for all trials, so it cannot vary by trial.")
             _check_distribution(where, spec, actions[name])
+            if name in NOT_SEARCHABLE:
+                raise ArgumentError(f"{where}: not a hyperparameter (it says where or how the run is recorded): set it "
+                                    "on the command line, not in the search space.")
             targets[name] = owner[name]
-            # Values the parser takes may still be refused by the dataclass (an unknown scheduler name, ...).
-            instance = arguments[kinds.index(owner[name])]
+            # Values the parser takes may still be refused by the dataclass (an unknown scheduler name, ...) or by
+            # the command line's checks (a learning rate of 0, ...).
+            index = kinds.index(owner[name])
             for value in spec.get("choices", [spec.get("low"), spec.get("high")]):
+                candidate = list(arguments)
                 try:
-                    dataclasses.replace(instance, **{name: value})
+                    candidate[index] = dataclasses.replace(arguments[index], **{name: value})
+                    check_run_arguments(*copy.deepcopy(candidate))
                 except (TypeError, ValueError) as error:
-                    raise ValueError(f"{where}: {value!r} is not a valid value ({error}).") from error
+                    reason = " ".join(str(error).split())
+                    raise ArgumentError(f"{where}: {value!r} is not a valid value ({reason}).") from error
         return cls(str(path), recipe["metric"], recipe["direction"], n_trials, recipe["space"], targets)
 
     def check_metric(self, trainer) -> None:
@@ -134,7 +153,7 @@ class SearchSpace:
                                                      label_ids=np.array([-1.0, 1.0, 2.0])))  # fmt: skip
         reported = {"loss", *toy}
         if self.metric not in reported:
-            raise ValueError(f"{self.path}: metric {self.metric!r} is not reported by validation; it reports "
+            raise ArgumentError(f"{self.path}: metric {self.metric!r} is not reported by validation; it reports "
                              f"{sorted(reported)}.")
 
     def sample(self, trial) -> dict:
@@ -187,40 +206,50 @@ class SearchSpace:
         return metrics[key]
 
 
+def check_run_arguments(model_args, data_args, training_args) -> None:
+    """The checks the command line applies to a run's arguments: the recipe's `check_arguments` and the config's
+    validators."""
+    recipe.check_arguments(model_args, data_args, training_args)
+    try:
+        CMBertConfig(**fusion_settings(model_args))
+    except StrictDataclassError as error:
+        raise ArgumentError(" ".join(str(error).split())) from error
+
+
 def _check_distribution(where: str, spec, action) -> None:
     """One clear error if `spec` is not a distribution this argument's type can take."""
     if not isinstance(spec, dict) or spec.get("type") not in DISTRIBUTIONS:
-        raise ValueError(f"{where}: expected {{type: {'|'.join(DISTRIBUTIONS)}, ...}}, got {spec!r}.")
+        raise ArgumentError(f"{where}: expected {{type: {'|'.join(DISTRIBUTIONS)}, ...}}, got {spec!r}.")
     kind = spec["type"]
     extra = set(spec) - {"type"} - DISTRIBUTIONS[kind]
     missing = {"low", "high", "choices"} & DISTRIBUTIONS[kind] - set(spec)
     if extra or missing:
-        raise ValueError(f"{where}: a {kind} distribution takes {sorted(DISTRIBUTIONS[kind])}; "
+        raise ArgumentError(f"{where}: a {kind} distribution takes {sorted(DISTRIBUTIONS[kind])}; "
                          f"unexpected {sorted(extra)}, missing {sorted(missing)}.")
     if action.nargs not in (None, "?"):
-        raise ValueError(f"{where}: a list argument cannot be searched.")
+        raise ArgumentError(f"{where}: a list argument cannot be searched.")
     if kind == "categorical":
         if not isinstance(spec["choices"], list) or not spec["choices"]:
-            raise ValueError(f"{where}: choices must be a non-empty list.")
+            raise ArgumentError(f"{where}: choices must be a non-empty list.")
         for choice in spec["choices"]:
             try:
                 valid = action.type(str(choice)) == choice and (not action.choices or choice in action.choices)
             except (TypeError, ValueError):
                 valid = False
             if not valid:
-                raise ValueError(f"{where}: choice {choice!r} is not a valid value of this argument.")
+                raise ArgumentError(f"{where}: choice {choice!r} is not a valid value of this argument.")
         return
     fits = (int, float) if kind == "int" else (float,)  # an integer is a valid float, not the reverse
     if action.type not in fits:
         hint = {float: "use uniform or loguniform", int: "use int"}.get(action.type, "use categorical")
-        raise ValueError(f"{where}: a {kind} distribution does not fit this argument's type ({hint}).")
+        raise ArgumentError(f"{where}: a {kind} distribution does not fit this argument's type ({hint}).")
     low, high = spec["low"], spec["high"]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
-        raise ValueError(f"{where}: low and high must be numbers, got {low!r} and {high!r}.")
+        raise ArgumentError(f"{where}: low and high must be numbers, got {low!r} and {high!r}.")
     if kind == "int" and not (isinstance(low, int) and isinstance(high, int)):
-        raise ValueError(f"{where}: an int distribution needs integer low and high, got {low!r} and {high!r}.")
+        raise ArgumentError(f"{where}: an int distribution needs integer low and high, got {low!r} and {high!r}.")
     if not low < high or (kind == "loguniform" and low <= 0):
-        raise ValueError(f"{where}: needs low < high{' and low > 0' if kind == 'loguniform' else ''}, got "
+        raise ArgumentError(f"{where}: needs low < high{' and low > 0' if kind == 'loguniform' else ''}, got "
                          f"low={low!r}, high={high!r}.")
 
 
@@ -304,7 +333,7 @@ def optuna_search(trainer: SearchTrainer, space: SearchSpace, folder: str, seed:
     if stored is None:
         study.set_user_attr("settings", settings)
     elif stored != settings:
-        raise ValueError(f"{database} holds a search with other settings ({stored}); {space.path} asks for "
+        raise ArgumentError(f"{database} holds a search with other settings ({stored}); {space.path} asks for "
                          f"{settings}. Search with another --output_dir, or go back to that search YAML.")
     study_id = storage.get_study_id_from_name(STUDY)
     for trial in study.get_trials(states=(TrialState.RUNNING,)):  # left running by a search that was killed
@@ -318,13 +347,17 @@ def optuna_search(trainer: SearchTrainer, space: SearchSpace, folder: str, seed:
     remaining = space.n_trials - len(done)
     logger.warning("%s: %d of %d trials done, %d to run", database, len(done), space.n_trials, max(remaining, 0))
     if remaining > 0:
-        trainer.hyperparameter_search(
-            hp_space=space.hp_space, compute_objective=space.objective, n_trials=remaining,
-            direction=space.direction, backend="optuna", storage=storage, study_name=STUDY, load_if_exists=True,
-            # Seeded past the trials already made, so that a resumed search does not draw the same points again.
-            sampler=optuna.samplers.TPESampler(seed=seed + len(study.trials)), catch=(Exception,),
-            pruner=optuna.pruners.NopPruner(),  # every trial trains to its end, as the re-run of the best will
-        )  # fmt: skip
+        try:
+            trainer.hyperparameter_search(
+                hp_space=space.hp_space, compute_objective=space.objective, n_trials=remaining,
+                direction=space.direction, backend="optuna", storage=storage, study_name=STUDY, load_if_exists=True,
+                # Seeded past the trials already made, so that a resumed search does not draw the same points again.
+                sampler=optuna.samplers.TPESampler(seed=seed + len(study.trials)), catch=(Exception,),
+                pruner=optuna.pruners.NopPruner(),  # every trial trains to its end, as the re-run of the best will
+            )  # fmt: skip
+        except ValueError:  # transformers asks for the best trial, which Optuna refuses when none completed
+            if any(t.state == TrialState.COMPLETE for t in study.get_trials()):
+                raise
     records = []
     for trial in study.trials:
         if trial.state == TrialState.WAITING:
@@ -447,7 +480,7 @@ def main(argv, model_args, data_args, training_args, search_args, callbacks=None
     """Search (if `--search`), then the best (or given) arguments over the seeds; on Ray with `--ray_address`.
     `argv` is the recipe's command line (Ray's workers parse it again)."""
     if training_args.world_size > 1:
-        raise ValueError("--search and --ray_address run one process per trial or seed: start train.py with python, "
+        raise ArgumentError("--search and --ray_address run one process per trial or seed: start train.py with python, "
                          "not accelerate launch (Ray gives each trial --ray_gpus_per_trial).")
     space = search_args.search and SearchSpace.from_arguments(search_args, model_args, data_args, training_args)
     address = search_args.ray_address and connect_ray(search_args.ray_address)
@@ -465,7 +498,9 @@ def main(argv, model_args, data_args, training_args, search_args, callbacks=None
         best = select_best(records, space)
         Path(root, "trials.md").write_text(trials_table(records, space, best))
         if best is None:
-            raise RuntimeError(f"no trial of {space.path} completed: {Path(root, 'trials.md')} lists their errors.")
+            first = next((r["error"] for r in records if r["error"]), "no error recorded")
+            raise ArgumentError(f"no trial of {space.path} completed (the first error: {first}); "
+                                f"{Path(root, 'trials.md')} lists every trial's error.")
         params = best["params"]
         apply_params(params, space.targets, model_args, data_args, training_args)
         extra["search"] = {"config": space.path, "metric": space.metric, "direction": space.direction,

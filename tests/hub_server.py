@@ -13,6 +13,7 @@ import re
 import secrets
 import shutil
 import sys
+import socket
 import tempfile
 import threading
 import time
@@ -59,13 +60,16 @@ def _lfs_pointer(sha256, size):
 class HubServer:
     """``with HubServer() as hub:`` serves on ``hub.url`` (127.0.0.1, free port); ``hub.requests`` logs
     ``(method, path, status)`` so tests can prove a download really reached the server. Setting
-    ``hub.refuse_commits`` makes every commit fail (HTTP 422), as a server-side failure mid-push."""
+    ``hub.refuse_commits`` makes every commit fail (HTTP 422), as a server-side failure mid-push;
+    ``hub.drop_paths_containing = "/lfs-upload/"`` closes the connection of every request whose path contains it
+    without a reply, as a server that dies in the middle of an upload (later requests are answered)."""
 
     def __init__(self):
         self._tmp = tempfile.TemporaryDirectory(prefix="hub_server_")
         self.root = Path(self._tmp.name)
         self.requests = []
         self.refuse_commits = False
+        self.drop_paths_containing = None
         self._lock = threading.Lock()  # serialises commits (read-modify-write of refs) and the request log
         self._httpd = None
 
@@ -235,6 +239,12 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         self._path = url.path
         body = self._body()  # always drain it so the keep-alive connection stays in sync
+        if self.hub.drop_paths_containing and self.hub.drop_paths_containing in url.path:
+            with self.hub._lock:
+                self.hub.requests.append((self.command, self._path, "dropped"))
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         parts = [unquote(p) for p in url.path.strip("/").split("/")]
         try:
             self._route(parts, parse_qs(url.query), body)
