@@ -38,6 +38,8 @@ def test_a_run_on_recordings_fits_the_extractor_on_train_and_records_it(
         validation=labelled(recordings(tmp_path, 3, seed=1), 1),
         test=labelled(recordings(tmp_path, 3, seed=2), 2),
     )
+    for split in raw.values():  # what the `recordings` builder's splits say of themselves (`audio_facts` reads it)
+        split.info.builder_name, split.info.config_name = "mosi", "recordings"
     monkeypatch.setattr(dataset_script, "load_mosi", lambda *args, **kwargs: raw)
     out = tmp_path / "run"
     recipe.main(tiny_args(tiny_checkpoint, dataset_cache, out, "--num_train_epochs", "1"))
