@@ -1,0 +1,111 @@
+"""A sentiment timeline of a whole recording or video: scored utterances written as a table, drawn over time.
+
+The pipeline (`pipe({"audio": path})`) transcribes and scores; this module writes its rows, all or nothing: the
+table is written beside its destination and renamed into place only once every utterance is scored.
+"""
+
+import json
+import os
+import tempfile
+import textwrap
+from pathlib import Path
+
+TIMELINE_FORMATS = (".jsonl", ".csv", ".parquet")
+COLUMNS = ("start", "end", "text", "score", "label", "polarity")
+
+
+def check_timeline_path(path) -> str:
+    """The table format of an output path, or a `ValueError` naming it (called before any work is done)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in TIMELINE_FORMATS:
+        raise ValueError(f"{path}: a timeline is written as {', '.join(TIMELINE_FORMATS)}")
+    return suffix
+
+
+def write_timeline(rows: list[dict], path) -> None:
+    """Writes the rows (`COLUMNS`) to `path` as JSON lines, CSV or Parquet by its suffix; atomically."""
+    import pandas as pd
+
+    suffix, path = check_timeline_path(path), Path(path)
+    table = pd.DataFrame([{key: row[key] for key in COLUMNS} for row in rows], columns=list(COLUMNS))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(prefix=f".{path.name}-", suffix=suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        if suffix == ".jsonl":
+            Path(staging).write_text("".join(json.dumps(record) + "\n" for record in table.to_dict("records")))
+        elif suffix == ".csv":
+            table.to_csv(staging, index=False)
+        else:
+            table.to_parquet(staging, index=False)
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+
+
+def timeline_figure(rows: list[dict], title: str = ""):
+    """Sentiment over time: each utterance a horizontal bar at its score from `start` to `end`, its text written
+    above it (wrapped), on the [-3, 3] scale with the positive and negative halves shaded."""
+    from matplotlib.figure import Figure
+
+    duration = max([row["end"] for row in rows], default=1.0)
+    figure = Figure(figsize=(min(4 + duration / 4, 40), 5), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    axes.axhspan(0, 3.3, color="tab:green", alpha=0.06)
+    axes.axhspan(-3.3, 0, color="tab:red", alpha=0.06)
+    axes.axhline(0, color="grey", linewidth=0.8)
+    for row in rows:
+        color = "tab:green" if row["score"] >= 0 else "tab:red"
+        axes.plot([row["start"], row["end"]], [row["score"]] * 2, color=color, linewidth=4, solid_capstyle="butt")
+        # Text above positive bars and below negative ones keeps it inside the axes.
+        above = row["score"] < 2
+        axes.annotate(
+            textwrap.fill(row["text"], 24), ((row["start"] + row["end"]) / 2, row["score"]),
+            xytext=(0, 8 if above else -8), textcoords="offset points", ha="center",
+            va="bottom" if above else "top", fontsize=8,
+        )  # fmt: skip
+    axes.set(xlim=(0, duration), ylim=(-3.3, 3.3), xlabel="time (s)", ylabel="sentiment score", title=title)
+    return figure
+
+
+
+
+
+def predict_timeline(args) -> None:
+    """`cmbert predict --audio FILE` without `--text`: the file's utterances scored, written to `--output` (JSON
+    lines on stdout without it) and drawn to `--plot`. Nothing is written unless the whole file was processed."""
+    import sys
+
+    from .cli import CLIError, load_pipeline
+
+    if args.timings or args.features:
+        raise CLIError("--timings and --features go with --text; without it the audio is transcribed")
+    for path, formats in ((args.output, TIMELINE_FORMATS), (args.plot, (".png",))):
+        if path is not None and Path(path).suffix.lower() not in formats:
+            raise CLIError(f"{path}: expected a file ending in {' or '.join(formats)}")
+    if not Path(args.audio).is_file():
+        raise CLIError(f"{args.audio}: file not found")
+    pipe = load_pipeline(args.model, args.trust_remote_code)
+    rows = []
+    for row in pipe.timeline(args.audio, args.asr_model):
+        rows.append(row)
+        print(f"{row['start']:8.2f}-{row['end']:.2f} s  {row['score']:+.2f}  {row['text']}", file=sys.stderr)
+    if not rows:
+        print(f"{args.audio}: no speech found; the timeline is empty", file=sys.stderr)
+    if args.output is None:
+        for row in rows:
+            print(json.dumps({key: row[key] for key in COLUMNS}))
+    else:
+        write_timeline(rows, args.output)
+        print(f"wrote {len(rows)} utterances to {args.output}", file=sys.stderr)
+    if args.plot is not None:
+        handle, staging = tempfile.mkstemp(prefix=f".{Path(args.plot).name}-", suffix=".png", dir=Path(args.plot).parent)
+        os.close(handle)
+        try:
+            timeline_figure(rows, title=Path(args.audio).name).savefig(staging)
+            os.replace(staging, args.plot)
+        finally:
+            Path(staging).unlink(missing_ok=True)
+        print(f"wrote {args.plot}", file=sys.stderr)
+__all__ = ["TIMELINE_FORMATS", "check_timeline_path", "predict_timeline", "timeline_figure", "write_timeline"]
