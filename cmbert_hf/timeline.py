@@ -78,14 +78,14 @@ def predict_timeline(args) -> None:
     import sys
 
     from .cli import CLIError, load_pipeline
+    from .transcription_cmbert import check_audio_file
 
     if args.timings or args.features:
         raise CLIError("--timings and --features go with --text; without it the audio is transcribed")
     for path, formats in ((args.output, TIMELINE_FORMATS), (args.plot, (".png",))):
         if path is not None and Path(path).suffix.lower() not in formats:
             raise CLIError(f"{path}: expected a file ending in {' or '.join(formats)}")
-    if not Path(args.audio).is_file():
-        raise CLIError(f"{args.audio}: file not found")
+    check_audio_file(args.audio)  # before the models load
     pipe = load_pipeline(args.model, args.trust_remote_code)
     rows = []
     for row in pipe.timeline(args.audio, args.asr_model):

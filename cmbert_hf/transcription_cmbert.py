@@ -105,21 +105,30 @@ def packaged_whisper(cache_dir=None) -> Path | None:
 _models, _models_lock = {}, threading.Lock()
 
 
+def _asr_modules():
+    """PyAV, CTranslate2 and faster-whisper, imported on first use. Inside `try`, so that transformers' check of
+    remote code's imports does not demand them of users who never transcribe."""
+    try:
+        import av
+        import ctranslate2
+        import faster_whisper
+        import faster_whisper.vad
+    except ImportError as error:
+        raise ImportError("Transcription needs faster-whisper and PyAV: pip install 'cmbert-hf[asr]'") from error
+    return av, ctranslate2, faster_whisper
+
+
 def load_whisper(name: str = DEFAULT_ASR_MODEL):
     """A faster-whisper model, loaded once per process: float16 on a GPU, int8 on CPU. `name` is any name
     faster-whisper takes (`base.en`, `small`, `large-v3`, a Hub repo, a folder); `"base"` is the packaged copy when
     installed."""
-    try:
-        import ctranslate2
-        from faster_whisper import WhisperModel
-    except ImportError as error:
-        raise ImportError("Transcription needs faster-whisper: pip install 'cmbert-hf[asr]'") from error
+    _, ctranslate2, faster_whisper = _asr_modules()
     with _models_lock:
         if name not in _models:
             location = str(packaged_whisper() or name) if name == DEFAULT_ASR_MODEL else name
             gpu = ctranslate2.get_cuda_device_count() > 0
             device, compute_type = ("cuda", "float16") if gpu else ("cpu", "int8")
-            _models[name] = WhisperModel(location, device=device, compute_type=compute_type, cpu_threads=os.cpu_count() or 0)
+            _models[name] = faster_whisper.WhisperModel(location, device=device, compute_type=compute_type, cpu_threads=os.cpu_count() or 0)
         return _models[name]
 
 
@@ -129,63 +138,78 @@ def audio_blocks(path, block_s: float = BLOCK_S):
     any length is held one block at a time. Raises `TranscriptionError` naming the file when it does not exist, has
     no audio track, or cannot be decoded (an unreadable or truncated container).
     """
+    import soxr  # librosa's resampler
+
     path = Path(path)
     if not path.is_file():
         raise TranscriptionError(f"{path}: file not found")
-    import av
-
-    try:
-        container = av.open(str(path))
-    except av.FFmpegError as error:
-        # Formats libsndfile reads and PyAV's bundled FFmpeg does not are tried there.
-        yield from _soundfile_blocks(path, block_s, error)
-        return
-    with container:
-        if not container.streams.audio:
-            raise TranscriptionError(f"{path}: has no audio track")
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLING_RATE)
-        size, pending, total = round(block_s * SAMPLING_RATE), [], 0
-        try:
-            for frame in container.decode(container.streams.audio[0]):
-                for out in resampler.resample(frame):
-                    pending.append(out.to_ndarray().reshape(-1))
-                    total += pending[-1].size
-                while total >= size:
-                    joined = np.concatenate(pending)
-                    yield joined[:size]
-                    pending, total = [joined[size:]], joined.size - size
-            for out in resampler.resample(None):  # flush
-                pending.append(out.to_ndarray().reshape(-1))
-        except av.FFmpegError as error:
-            raise TranscriptionError(f"{path}: cannot decode its audio, the file may be truncated ({error})") from None
+    size, pending, total, stream = round(block_s * SAMPLING_RATE), [], 0, None
+    for chunk, rate, last in _decoded(path):
+        # soxr's streaming resampler, not FFmpeg's default one: Whisper misheard more words after the latter.
+        stream = stream or soxr.ResampleStream(rate, SAMPLING_RATE, 1, dtype="float32")
+        pending.append(stream.resample_chunk(chunk, last=last))
+        total += pending[-1].size
+        while total >= size:
+            joined = np.concatenate(pending)
+            yield joined[:size]
+            pending, total = [joined[size:]], joined.size - size
     rest = np.concatenate(pending) if pending else np.zeros(0, np.float32)
     if rest.size:
         yield rest
 
 
-def _soundfile_blocks(path: Path, block_s: float, av_error):
-    import librosa
+def _decoded(path: Path):
+    """`(mono float32 chunk, sampling rate, is_last)` from PyAV, or from libsndfile for what PyAV cannot open."""
+    av = _asr_modules()[0]
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as error:
+        yield from _soundfile_decoded(path, error)
+        return
+    with container:
+        if not container.streams.audio:
+            raise TranscriptionError(f"{path}: has no audio track")
+        stream = container.streams.audio[0]
+        to_mono = av.AudioResampler(format="flt", layout="mono", rate=stream.rate)
+        try:
+            for frame in container.decode(stream):
+                for out in to_mono.resample(frame):
+                    yield out.to_ndarray().reshape(-1), stream.rate, False
+        except av.FFmpegError as error:
+            raise TranscriptionError(f"{path}: cannot decode its audio, the file may be truncated ({error})") from None
+        yield np.zeros(0, np.float32), stream.rate, True
+
+
+def _soundfile_decoded(path: Path, av_error):
     import soundfile as sf
 
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as error:
         raise TranscriptionError(f"{path}: not a readable audio or video file ({av_error}; {error})") from None
-    for block in sf.blocks(str(path), blocksize=max(1, round(block_s * info.samplerate)), dtype="float32", always_2d=True):
-        yield librosa.resample(block.mean(axis=1), orig_sr=info.samplerate, target_sr=SAMPLING_RATE)
+    for block in sf.blocks(str(path), blocksize=10 * info.samplerate, dtype="float32", always_2d=True):
+        yield block.mean(axis=1), info.samplerate, False
+    yield np.zeros(0, np.float32), info.samplerate, True
+
+
+def check_audio_file(path) -> None:
+    """Raises `TranscriptionError` naming the file unless its first second of audio decodes: a missing, unreadable
+    file or one without an audio track is refused before any model is loaded."""
+    blocks = audio_blocks(path, 1.0)
+    next(blocks, None)
+    blocks.close()
 
 
 def speech_spans(waveform: np.ndarray) -> list[tuple[float, float]]:
     """Utterance spans `(start_s, end_s)` in a 16 kHz waveform: speech found by Silero VAD, cut at pauses of at
     least `MIN_PAUSE_S`, each padded by `SPEECH_PAD_S`."""
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-    options = VadOptions(
+    vad = _asr_modules()[2].vad
+    options = vad.VadOptions(
         min_silence_duration_ms=round(MIN_PAUSE_S * 1000),
         speech_pad_ms=round(SPEECH_PAD_S * 1000),
         max_speech_duration_s=MAX_UTTERANCE_S,
     )
-    spans = get_speech_timestamps(waveform, options, sampling_rate=SAMPLING_RATE)
+    spans = vad.get_speech_timestamps(waveform, options, sampling_rate=SAMPLING_RATE)
     return [(span["start"] / SAMPLING_RATE, span["end"] / SAMPLING_RATE) for span in spans]
 
 
@@ -243,12 +267,14 @@ def _transcribe_spans(model, buffer, spans, language, path):
     bounds = [(round(a * SAMPLING_RATE), round(b * SAMPLING_RATE)) for a, b in spans]
     joined = np.concatenate([buffer[a:b] for a, b in bounds])
     starts = np.cumsum([0] + [b - a for a, b in bounds]) / SAMPLING_RATE  # each span's start in `joined`
-    segments, info = model.transcribe(joined, language=language, word_timestamps=True, beam_size=5)
-    if language is None and info.language != LANGUAGE:
-        raise TranscriptionError(
-            f"{path}: the speech is in {info.language!r} (Whisper's guess, p={info.language_probability:.2f}); the "
-            f"word aligner (pocketsphinx) and the sentiment model handle English only"
-        )
+    if language is None:  # the file's first speech decides; decoding is then always in English
+        language, probability, _ = model.detect_language(joined)
+        if language != LANGUAGE:
+            raise TranscriptionError(
+                f"{path}: the speech is in {language!r} (Whisper's guess, p={probability:.2f}); the word aligner "
+                "(pocketsphinx) and the sentiment model handle English only"
+            )
+    segments, _ = model.transcribe(joined, language=LANGUAGE, word_timestamps=True, beam_size=5)
     utterances = [Utterance(a, b, timing="whisper") for a, b in spans]
     for segment in segments:
         for word in segment.words or []:
@@ -289,6 +315,6 @@ def _align(utterance: Utterance, audio: np.ndarray, start: float) -> None:
 
 
 __all__ = [
-    "DEFAULT_ASR_MODEL", "TranscriptionError", "Utterance", "audio_blocks", "load_whisper", "packaged_whisper",
+    "DEFAULT_ASR_MODEL", "TranscriptionError", "Utterance", "audio_blocks", "check_audio_file", "load_whisper", "packaged_whisper",
     "speech_spans", "transcribe_file",
 ]  # fmt: skip
