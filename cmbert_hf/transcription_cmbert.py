@@ -37,6 +37,7 @@ SPEECH_PAD_S = 0.1
 BLOCK_S = 120.0
 # Utterances are cut to at most this long (the VAD splits at the longest inner pause): the model reads 50 word-pieces.
 MAX_UTTERANCE_S = 30.0
+MIN_WORD_S = 0.02  # two 10 ms feature frames
 LANGUAGE = "en"  # pocketsphinx's acoustic model and dictionary are US English
 
 
@@ -283,8 +284,9 @@ def _transcribe_spans(model, buffer, spans, language, path):
                 continue
             i = int(np.clip(np.searchsorted(starts, (word.start + word.end) / 2, side="right") - 1, 0, len(spans) - 1))
             span_start, span_length = spans[i][0], starts[i + 1] - starts[i]
-            a = float(np.clip(word.start - starts[i], 0.0, span_length))
-            b = float(np.clip(word.end - starts[i], a, span_length))
+            # Whisper gives some words no duration; the features need a span, so each gets at least MIN_WORD_S.
+            b = float(np.clip(word.end - starts[i], MIN_WORD_S, span_length))
+            a = float(np.clip(word.start - starts[i], 0.0, b - MIN_WORD_S))
             utterances[i].words.append((text, span_start + a, span_start + b))
     return [(u, span) for u, span in zip(utterances, spans) if u.words], LANGUAGE
 
