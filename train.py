@@ -87,6 +87,7 @@ from cmbert_hf.run_folder import (
     whole_run_train_loss,
 )
 from cmbert_hf.training import CMBertTrainer, freeze
+from cmbert_hf.transcription_cmbert import transcript
 from dataset_script import load_mosi
 from dataset_script.mosi import config_options
 
@@ -351,7 +352,7 @@ def prepare_data(model_args, data_args, training_args, names=SPLITS):
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model_args.model_name_or_path))
     with training_args.main_process_first(desc="dataset preparation"):
         raw = load_mosi(data_args.dataset_config, data_dir=data_args.data_dir, cache_dir=data_args.dataset_cache_dir,
-                        **dataset_options(data_args.dataset_options))
+                        transcribe=transcript, **dataset_options(data_args.dataset_options))
     use_audio = not model_args.text_only
     feature_extractor = CMBertFeatureExtractor()
     raw, provenance = featurize_audio(raw, data_args.dataset_config, feature_extractor, tokenizer, use_audio,

@@ -261,6 +261,12 @@ def transcribe_file(path, model_name: str = DEFAULT_ASR_MODEL, word_timing: str 
         block = following
 
 
+def transcript(path, model_name: str = DEFAULT_ASR_MODEL) -> str:
+    """The words Whisper hears in a whole file, utterance after utterance ("" for none): the transcript of a
+    training recording that has none (`dataset_script.recordings`)."""
+    return " ".join(utterance.text for utterance, _ in transcribe_file(path, model_name, word_timing="whisper"))
+
+
 def _transcribe_spans(model, buffer, spans, language, path):
     """Whisper over the spans joined without their pauses (one 30 s window holds many utterances, instead of one
     window each); each word goes back to the span holding its midpoint. Returns `[(Utterance, span)]` with times in
@@ -318,5 +324,5 @@ def _align(utterance: Utterance, audio: np.ndarray, start: float) -> None:
 
 __all__ = [
     "DEFAULT_ASR_MODEL", "TranscriptionError", "Utterance", "audio_blocks", "check_audio_file", "load_whisper", "packaged_whisper",
-    "speech_spans", "transcribe_file",
+    "speech_spans", "transcribe_file", "transcript",
 ]  # fmt: skip

@@ -88,6 +88,8 @@ class MosiConfig(datasets.BuilderConfig):
             `video_id` is "").
         seed, train_size, validation_size, test_size, cross_modal_fraction: the synthetic and spoken sources
             (`dataset_script.synthetic`, `dataset_script.spoken`).
+        asr_model (`str`, defaults to "base"): recordings without a transcript are transcribed with this
+            faster-whisper model (by the `transcribe` function `load_mosi` is given).
     """
 
     source: str = "tsv"
@@ -102,6 +104,7 @@ class MosiConfig(datasets.BuilderConfig):
     validation_size: int = 229
     test_size: int = 686
     cross_modal_fraction: float = 0.3
+    asr_model: str = "base"
 
 
 def _mmsa_configs(corpus: str, prefix: str, audio_dim: int, vision_dim: int) -> list[MosiConfig]:
@@ -301,6 +304,10 @@ class MosiRecordings(datasets.ArrowBasedBuilder):
     ]
     DEFAULT_CONFIG_NAME = "recordings"
 
+    def __init__(self, *args, transcribe=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._transcribe = transcribe  # see `load_mosi`
+
     @property
     def manual_download_instructions(self) -> str | None:
         if self.config.source == "recordings":
@@ -316,6 +323,7 @@ class MosiRecordings(datasets.ArrowBasedBuilder):
                 "id": datasets.Value("string"),
                 "video_id": datasets.Value("string"),
                 "text": datasets.Value("string"),
+                "transcript": datasets.Value("string"),
                 "label": datasets.Value("float32"),
                 "label7": datasets.ClassLabel(names=list(LABEL7_NAMES)),
                 "audio": datasets.Audio(sampling_rate=recordings.SAMPLING_RATE, num_channels=1),
@@ -328,7 +336,7 @@ class MosiRecordings(datasets.ArrowBasedBuilder):
 
     def _split_generators(self, dl_manager):
         # Read and validated in full before datasets writes anything (see Mosi._split_generators).
-        rows = recordings.read_recordings(self._folder())
+        rows = recordings.read_recordings(self._folder(), self._transcribe, self.config.asr_model)
         return [datasets.SplitGenerator(name=split, gen_kwargs={"rows": split_rows}) for split, split_rows in rows.items()]
 
     def _folder(self) -> Path:
@@ -352,7 +360,7 @@ class MosiRecordings(datasets.ArrowBasedBuilder):
 
     def _generate_tables(self, rows):
         features = self.info.features
-        names = ("id", "video_id", "text", "label", "audio", "word_timings", "true_timings")
+        names = ("id", "video_id", "text", "transcript", "label", "audio", "word_timings", "true_timings")
         columns = {name: [row[name] for row in rows] for name in names}
         columns["label7"] = [int(sentiment_class(label)) for label in columns["label"]]
         columns["audio_level"] = [self.config.audio_level] * len(rows)
@@ -389,7 +397,9 @@ def config_options(options) -> dict:
     return options
 
 
-def load_mosi(config: str = "text", data_dir=None, cache_dir=None, download_mode=None, **config_kwargs) -> datasets.DatasetDict:
+def load_mosi(
+    config: str = "text", data_dir=None, cache_dir=None, download_mode=None, transcribe=None, **config_kwargs
+) -> datasets.DatasetDict:
     """Builds (or reuses from `cache_dir`) one config and returns its train / validation / test splits.
 
     Args:
@@ -398,6 +408,8 @@ def load_mosi(config: str = "text", data_dir=None, cache_dir=None, download_mode
             "spoken" (where it is the folder the corpus is written to, once).
         cache_dir (`str`, *optional*): the datasets cache (defaults to `HF_DATASETS_CACHE`).
         download_mode (`str`, *optional*): "force_redownload" rebuilds after the source files changed in place.
+        transcribe (`Callable[[str, str], str]`, *optional*): recordings configs: `transcribe(audio_path,
+            asr_model)` gives the transcript of a row without one (`cmbert_hf.transcription_cmbert.transcript`).
         **config_kwargs: `MosiConfig` fields, e.g. `seed=1, cross_modal_fraction=0.5` or `video_ids_dir=...`.
     """
     builder_class = MosiRecordings if config in MosiRecordings.builder_configs else Mosi
@@ -408,6 +420,8 @@ def load_mosi(config: str = "text", data_dir=None, cache_dir=None, download_mode
         # The corpus folder is gone (or new) but a cached build may remain: write the files again, since users
         # (and `cmbert predict --audio`) read the audio from them.
         download_mode = download_mode or "force_redownload"
+    if builder_class is MosiRecordings:
+        config_kwargs["transcribe"] = transcribe
     builder = builder_class(config_name=config, data_dir=data_dir, cache_dir=cache_dir, **config_kwargs)
     builder.download_and_prepare(download_mode=download_mode)
     return builder.as_dataset()

@@ -5,7 +5,10 @@ The layout is `datasets`' AudioFolder one: audio files anywhere under a folder a
 
 - `file_name` (required): the audio file, relative to the folder. Any format libsndfile reads (WAV, FLAC, OGG,
   MP3, ...), any rate and channel count: `decode_audio` gives 16 kHz mono.
-- `text` (required): the transcript, words separated by spaces.
+- `text` (required column): the transcript, words separated by spaces. An empty one is transcribed when the data
+  set is built, by the `transcribe(path, asr_model)` function its reader is given (`cmbert_hf.transcription_cmbert.
+  transcript`, Whisper; passed in because this package does not import `cmbert_hf`); a given one is never replaced.
+  Each row's `transcript` says which: `"given"` or `"asr:<model>"`.
 - `label` (required): sentiment in [-3, 3].
 - `split` (optional): "train", "validation" or "test". Without the column every row is `train` (as in
   AudioFolder); with it, every row needs one.
@@ -78,14 +81,20 @@ def read_metadata(path: Path) -> list[dict]:
     return rows
 
 
-def read_recordings(folder) -> dict[str, list[dict]]:
+def read_recordings(folder, transcribe=None, asr_model: str | None = None) -> dict[str, list[dict]]:
     """
     Reads and validates a recordings folder.
 
+    Args:
+        folder: the folder.
+        transcribe (`Callable[[str, str], str]`, *optional*): `transcribe(audio_path, asr_model)` -> the words heard,
+            for rows without a transcript (without it, such a row is an error).
+        asr_model (`str`, *optional*): the speech recogniser `transcribe` runs.
+
     Returns:
-        `dict[str, list[dict]]`: split -> rows with `id`, `video_id`, `text`, `label`, `audio` (`{"bytes", "path"}`
-        of the file as it is), `word_timings` and `true_timings` (lists of `{"word", "start", "end"}` or `None`).
-        Only splits that have rows are present.
+        `dict[str, list[dict]]`: split -> rows with `id`, `video_id`, `text`, `transcript` (`"given"` or
+        `"asr:<asr_model>"`), `label`, `audio` (`{"bytes", "path"}` of the file as it is), `word_timings` and
+        `true_timings` (lists of `{"word", "start", "end"}` or `None`). Only splits that have rows are present.
     """
     folder = Path(folder)
     path = find_metadata(folder)
@@ -100,9 +109,10 @@ def read_recordings(folder) -> dict[str, list[dict]]:
         split = row.get("split") if has_split else "train"
         if split not in SPLITS:
             raise MosiDataError(path, f"{file_name}: split {split!r}", **where, expected=f"one of {list(SPLITS)}")
-        text = str(row.get("text") or "")
-        if not text.split():
-            raise MosiDataError(path, f"{file_name}: empty text", **where)
+        text, transcript = str(row.get("text") or ""), "given"
+        if not text.split() and transcribe is None:
+            expected = "a transcript (or a transcriber: train.py transcribes empty texts with --asr_model)"
+            raise MosiDataError(path, f"{file_name}: empty text", **where, expected=expected)
         try:
             label = float(row["label"])
         except (TypeError, ValueError):
@@ -110,6 +120,10 @@ def read_recordings(folder) -> dict[str, list[dict]]:
         if not LABEL_RANGE[0] <= label <= LABEL_RANGE[1]:  # NaN fails too
             raise MosiDataError(path, f"{file_name}: label {label}", **where, expected="a number in [-3, 3]")
         data, duration = _read_audio(folder, file_name, path, where)
+        if not text.split():
+            text, transcript = transcribe(str(folder / file_name), asr_model), f"asr:{asr_model}"
+            if not text.split():
+                raise MosiDataError(path, f"{file_name}: {asr_model} heard no words in it", **where)
         timings = {
             column: _parse_timings(row.get(column), text.split(), duration, f"{file_name}: {column}", path, where)
             for column in ("word_timings", "true_timings")
@@ -119,6 +133,7 @@ def read_recordings(folder) -> dict[str, list[dict]]:
                 "id": file_name,
                 "video_id": str(row.get("video_id") or ""),
                 "text": text,
+                "transcript": transcript,
                 "label": label,
                 "audio": {"bytes": data, "path": file_name},
                 **timings,
