@@ -14,11 +14,11 @@ TIMELINE_FORMATS = (".jsonl", ".csv", ".parquet")
 COLUMNS = ("start", "end", "text", "score", "label", "polarity")
 
 
-def check_timeline_path(path) -> str:
-    """The table format of an output path, or a `ValueError` naming it (called before any work is done)."""
+def checked_suffix(path, formats=TIMELINE_FORMATS) -> str:
+    """The suffix of an output path, or a `ValueError` naming the path and the suffixes allowed."""
     suffix = Path(path).suffix.lower()
-    if suffix not in TIMELINE_FORMATS:
-        raise ValueError(f"{path}: a timeline is written as {', '.join(TIMELINE_FORMATS)}")
+    if suffix not in formats:
+        raise ValueError(f"{path}: expected a file ending in {' or '.join(formats)}")
     return suffix
 
 
@@ -26,18 +26,25 @@ def write_timeline(rows: list[dict], path) -> None:
     """Writes the rows (`COLUMNS`) to `path` as JSON lines, CSV or Parquet by its suffix; atomically."""
     import pandas as pd
 
-    suffix, path = check_timeline_path(path), Path(path)
+    suffix = checked_suffix(path)
     table = pd.DataFrame([{key: row[key] for key in COLUMNS} for row in rows], columns=list(COLUMNS))
+    if suffix == ".jsonl":
+        records = table.to_dict("records")
+        _write_atomically(path, lambda staging: Path(staging).write_text("".join(json.dumps(r) + "\n" for r in records)))
+    elif suffix == ".csv":
+        _write_atomically(path, lambda staging: table.to_csv(staging, index=False))
+    else:
+        _write_atomically(path, lambda staging: table.to_parquet(staging, index=False))
+
+
+def _write_atomically(path, write) -> None:
+    """`write(staging)` on a file beside `path`, then renamed to `path`: a failure leaves no partial file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{path.name}-", suffix=suffix, dir=path.parent)
+    handle, staging = tempfile.mkstemp(prefix=f".{path.name}-", suffix=path.suffix, dir=path.parent)
     os.close(handle)
     try:
-        if suffix == ".jsonl":
-            Path(staging).write_text("".join(json.dumps(record) + "\n" for record in table.to_dict("records")))
-        elif suffix == ".csv":
-            table.to_csv(staging, index=False)
-        else:
-            table.to_parquet(staging, index=False)
+        write(staging)
         os.replace(staging, path)
     except BaseException:
         Path(staging).unlink(missing_ok=True)
@@ -69,9 +76,6 @@ def timeline_figure(rows: list[dict], title: str = ""):
     return figure
 
 
-
-
-
 def predict_timeline(args) -> None:
     """`cmbert predict --audio FILE` without `--text`: the file's utterances scored, written to `--output` (JSON
     lines on stdout without it) and drawn to `--plot`. Nothing is written unless the whole file was processed."""
@@ -83,8 +87,8 @@ def predict_timeline(args) -> None:
     if args.timings or args.features:
         raise CLIError("--timings and --features go with --text; without it the audio is transcribed")
     for path, formats in ((args.output, TIMELINE_FORMATS), (args.plot, (".png",))):
-        if path is not None and Path(path).suffix.lower() not in formats:
-            raise CLIError(f"{path}: expected a file ending in {' or '.join(formats)}")
+        if path is not None:
+            checked_suffix(path, formats)  # before the work, not after
     check_audio_file(args.audio)  # before the models load
     pipe = load_pipeline(args.model, args.trust_remote_code)
     rows = []
@@ -100,12 +104,9 @@ def predict_timeline(args) -> None:
         write_timeline(rows, args.output)
         print(f"wrote {len(rows)} utterances to {args.output}", file=sys.stderr)
     if args.plot is not None:
-        handle, staging = tempfile.mkstemp(prefix=f".{Path(args.plot).name}-", suffix=".png", dir=Path(args.plot).parent)
-        os.close(handle)
-        try:
-            timeline_figure(rows, title=Path(args.audio).name).savefig(staging)
-            os.replace(staging, args.plot)
-        finally:
-            Path(staging).unlink(missing_ok=True)
+        figure = timeline_figure(rows, title=Path(args.audio).name)
+        _write_atomically(args.plot, figure.savefig)
         print(f"wrote {args.plot}", file=sys.stderr)
-__all__ = ["TIMELINE_FORMATS", "check_timeline_path", "predict_timeline", "timeline_figure", "write_timeline"]
+
+
+__all__ = ["TIMELINE_FORMATS", "checked_suffix", "predict_timeline", "timeline_figure", "write_timeline"]
