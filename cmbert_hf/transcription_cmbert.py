@@ -59,7 +59,7 @@ class Utterance:
     start: float
     end: float
     words: list = field(default_factory=list)
-    timing: str = "aligned"
+    timing: str = "whisper"
 
     @property
     def text(self) -> str:
@@ -282,7 +282,7 @@ def _transcribe_spans(model, buffer, spans, language, path):
                 "(pocketsphinx) and the sentiment model handle English only"
             )
     segments, _ = model.transcribe(joined, language=LANGUAGE, word_timestamps=True, beam_size=5)
-    utterances = [Utterance(a, b, timing="whisper") for a, b in spans]
+    utterances = [Utterance(a, b) for a, b in spans]
     for segment in segments:
         for word in segment.words or []:
             text = _clean(word.word)
