@@ -72,7 +72,8 @@ def timeline_figure(rows: list[dict], title: str = ""):
             xytext=(0, 8 if above else -8), textcoords="offset points", ha="center",
             va="bottom" if above else "top", fontsize=8,
         )  # fmt: skip
-    axes.set(xlim=(0, duration), ylim=(-3.3, 3.3), xlabel="time (s)", ylabel="sentiment score", title=title)
+    # Room on the right for the last utterance's text, which is centred on its bar.
+    axes.set(xlim=(0, duration + 1.5), ylim=(-3.3, 3.3), xlabel="time (s)", ylabel="sentiment score", title=title)
     return figure
 
 

@@ -35,6 +35,9 @@ MIN_PAUSE_S = 0.5
 SPEECH_PAD_S = 0.1
 # Long files are read this many seconds at a time; an utterance still going on at a block's end is carried over.
 BLOCK_S = 120.0
+# Whisper hears utterances joined with this much silence between them: without it, it ran words of two utterances
+# together ("i loved the ending" heard as "I loved ending" after a cut).
+JOIN_GAP_S = 0.2
 # Utterances are cut to at most this long (the VAD splits at the longest inner pause): the model reads 50 word-pieces.
 MAX_UTTERANCE_S = 30.0
 MIN_WORD_S = 0.02  # two 10 ms feature frames
@@ -268,12 +271,15 @@ def transcript(path, model_name: str = DEFAULT_ASR_MODEL) -> str:
 
 
 def _transcribe_spans(model, buffer, spans, language, path):
-    """Whisper over the spans joined without their pauses (one 30 s window holds many utterances, instead of one
-    window each); each word goes back to the span holding its midpoint. Returns `[(Utterance, span)]` with times in
+    """Whisper over the spans joined with short gaps instead of their pauses (one 30 s window holds many utterances,
+    instead of one window each); each word goes back to the span holding its midpoint (a gap counts to the span
+    before it). Returns `[(Utterance, span)]` with times in
     the buffer, and the language."""
     bounds = [(round(a * SAMPLING_RATE), round(b * SAMPLING_RATE)) for a, b in spans]
-    joined = np.concatenate([buffer[a:b] for a, b in bounds])
-    starts = np.cumsum([0] + [b - a for a, b in bounds]) / SAMPLING_RATE  # each span's start in `joined`
+    gap = np.zeros(round(JOIN_GAP_S * SAMPLING_RATE), np.float32)
+    joined = np.concatenate([piece for a, b in bounds for piece in (buffer[a:b], gap)])
+    lengths = np.array([b - a for a, b in bounds]) / SAMPLING_RATE
+    starts = np.concatenate([[0.0], np.cumsum(lengths + JOIN_GAP_S)])  # each span's start in `joined`
     if language is None:  # the file's first speech decides; decoding is then always in English
         language, probability, _ = model.detect_language(joined)
         if language != LANGUAGE:
@@ -289,7 +295,7 @@ def _transcribe_spans(model, buffer, spans, language, path):
             if not text:
                 continue
             i = int(np.clip(np.searchsorted(starts, (word.start + word.end) / 2, side="right") - 1, 0, len(spans) - 1))
-            span_start, span_length = spans[i][0], starts[i + 1] - starts[i]
+            span_start, span_length = spans[i][0], lengths[i]
             # Whisper gives some words no duration; the features need a span, so each gets at least MIN_WORD_S.
             b = float(np.clip(word.end - starts[i], MIN_WORD_S, span_length))
             a = float(np.clip(word.start - starts[i], 0.0, b - MIN_WORD_S))
