@@ -87,23 +87,30 @@ def per_clip(pipe, rows):
     folder.mkdir(exist_ok=True)
     for i, row in enumerate(rows):
         out["a"].append(score(pipe, row["text"], row["waveform"]))
-        path = write_wav(folder / f"{i}.wav", row["waveform"], SAMPLING_RATE)
-        words = [w for u, _ in transcribe_file(path, word_timing="whisper") for w in u.words]
+        words, aligned = heard(row, folder / f"{i}.wav", out)
         text = " ".join(w for w, _, _ in words)
         errors = word_errors(row["text"], text)
         out["errors"] = [out["errors"][0] + errors[0], out["errors"][1] + errors[1]]
-        if not words:  # nothing heard: scored as text-less is impossible, so as the empty prediction 0
-            out["b"].append(0.0)
-            continue
-        try:
-            aligned = align_words(row["waveform"], [w for w, _, _ in words], SAMPLING_RATE)
-        except AlignmentError:
-            aligned, out["unaligned"] = words, out["unaligned"] + 1
-        truth = [tuple(t) for t in row["true_timings"]]
-        for name, timings in (("whisper", words), ("aligned", aligned)):
-            out[name] += boundary_errors(timings, truth)
-        out["b"].append(score(pipe, text, row["waveform"], aligned))
+        # Nothing heard: no text to score, so the empty prediction 0.
+        out["b"].append(score(pipe, text, row["waveform"], aligned) if words else 0.0)
     return out
+
+
+def heard(row, path: Path, out: dict):
+    """Whisper's words of one clip with their timestamps, and the same words aligned by pocketsphinx (Whisper's
+    times where it fails, counted in `out["unaligned"]`); each boundary's error is added to `out`."""
+    words = [w for u, _ in transcribe_file(write_wav(path, row["waveform"], SAMPLING_RATE), word_timing="whisper")
+             for w in u.words]  # fmt: skip
+    if not words:
+        return words, words
+    try:
+        aligned = align_words(row["waveform"], [w for w, _, _ in words], SAMPLING_RATE)
+    except AlignmentError:
+        aligned, out["unaligned"] = words, out["unaligned"] + 1
+    truth = [tuple(t) for t in row["true_timings"]]
+    for name, timings in (("whisper", words), ("aligned", aligned)):
+        out[name] += boundary_errors(timings, truth)
+    return words, aligned
 
 
 def build_recordings(rows, per_recording: int, folder: Path, seed: int = 0):
@@ -157,21 +164,11 @@ def full_pipeline(pipe, recordings):
 
 def boundaries(args):
     """Only the word-boundary comparison (Whisper, then pocketsphinx on Whisper's words), on more clips."""
-    summary = {"whisper": [], "aligned": [], "pocketsphinx_failed": 0}
+    summary = {"whisper": [], "aligned": [], "unaligned": 0}
     for row in test_rows(Path(args.corpus), args.limit):
-        words = [w for u, _ in transcribe_file(write_wav(Path(args.workdir, "clip.wav"), row["waveform"],
-                                                         SAMPLING_RATE), word_timing="whisper") for w in u.words]
-        if not words:
-            continue
-        try:
-            aligned = align_words(row["waveform"], [w for w, _, _ in words], SAMPLING_RATE)
-        except AlignmentError:
-            aligned, summary["pocketsphinx_failed"] = words, summary["pocketsphinx_failed"] + 1
-        truth = [tuple(t) for t in row["true_timings"]]
-        for name, timings in (("whisper", words), ("aligned", aligned)):
-            summary[name] += boundary_errors(timings, truth)
+        heard(row, Path(args.workdir, "clip.wav"), summary)
     report = {name: boundary_summary(summary[name]) for name in ("whisper", "aligned")}
-    report.update(pocketsphinx_failed=summary["pocketsphinx_failed"], clips=args.limit)
+    report.update(pocketsphinx_failed=summary["unaligned"], clips=args.limit)
     print(json.dumps(report, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
