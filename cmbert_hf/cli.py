@@ -226,6 +226,12 @@ def _predict_batch(args) -> None:
 
 
 def _predict(args) -> None:
+    if args.text is None and args.input is None and args.audio is not None:
+        from .timeline import predict_timeline
+
+        return predict_timeline(args)
+    if args.plot is not None:
+        raise CLIError("--plot draws the timeline of --audio without --text")
     if (args.text is None) == (args.input is None):
         raise CLIError("pass either --text (one utterance) or --input with --output (a batch file)")
     if args.input is not None and args.output is None:
@@ -356,7 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arguments(predict)
     _add_utterance_arguments(predict, text_required=False)
     predict.add_argument("--input", help="A batch file, .tsv or .parquet (columns below).")
-    predict.add_argument("--output", help="Where to write the batch's predictions, .tsv or .parquet.")
+    predict.add_argument(
+        "--output", help="Where to write the batch's predictions (.tsv or .parquet) or, for --audio without --text, "
+        "the timeline of its utterances (.jsonl, .csv or .parquet).",
+    )  # fmt: skip
+    predict.add_argument("--plot", help="--audio without --text: a PNG of the sentiment over time.")
+    predict.add_argument("--asr-model", default="base", help="--audio without --text: the faster-whisper model.")
     predict.add_argument("--batch-size", type=int, default=8)
     predict.set_defaults(func=_user_errors(_predict))
 

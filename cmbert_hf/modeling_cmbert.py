@@ -335,7 +335,8 @@ class CMBertPreTrainedModel(PreTrainedModel):
         self.config.custom_pipelines = CUSTOM_PIPELINES if PIPELINE_FILE.is_file() else {}
         if PIPELINE_FILE.is_file():  # copied first, so that `push_to_hub=True` uploads it too
             Path(save_directory).mkdir(parents=True, exist_ok=True)
-            shutil.copy(PIPELINE_FILE, save_directory)
+            for source in (PIPELINE_FILE, PIPELINE_FILE.with_name("transcription_cmbert.py")):  # and its import
+                shutil.copy(source, save_directory)
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 

@@ -8,6 +8,8 @@ It imports only numpy, torch, transformers and the config file beside it, so it 
 model files: the model and the processor come from the Auto classes, never from this package.
 """
 
+import os
+
 import torch
 
 from transformers import Pipeline
@@ -15,6 +17,7 @@ from transformers.utils import logging
 
 from .configuration_cmbert import LABEL7_NAMES, TASK, sentiment_class
 from .processing_cmbert import check_audio_given
+from .transcription_cmbert import DEFAULT_ASR_MODEL, SAMPLING_RATE, transcribe_file
 
 
 logger = logging.get_logger(__name__)
@@ -55,6 +58,11 @@ class CMBertSentimentPipeline(Pipeline):
     score the raw sign instead, see `metrics.py`). With `return_attention=True` it adds `"tokens"` (the word-pieces, special tokens
     included, padding excluded) and the `"text_attention"` (`alpha`) and `"multimodal_attention"` (`W_m`) matrices
     over them, as `np.ndarray` of shape `[n_tokens, n_tokens]`.
+
+    A dict with only `"audio"`, a path to a recording or a video of any length (no transcript), returns one dict
+    per utterance instead, in spoken order: `"start"` and `"end"` (seconds), `"text"` (Whisper's transcript,
+    `transcription_cmbert.py`) and the scores above; `asr_model` names the faster-whisper model (default
+    `"base"`). A file without speech gives `[]`.
 
     Batches (`batch_size > 1`) give the same scores as one input at a time for models with per-sample scaling
     (`text_scaling` and `audio_scaling` not `"batch"`; the defaults); the original `"batch"` scaling makes every score depend on its batch.
@@ -99,6 +107,20 @@ class CMBertSentimentPipeline(Pipeline):
                 f"takes {self.model.config.audio_feature_size} (`audio_feature_size`): load both from one folder."
             )
         self._warned_audio_ignored = False
+
+    def __call__(self, inputs, *args, asr_model=DEFAULT_ASR_MODEL, **kwargs):
+        if isinstance(inputs, dict) and set(inputs) == {"audio"} and isinstance(inputs["audio"], (str, os.PathLike)):
+            return list(self.timeline(inputs["audio"], asr_model, **kwargs))
+        return super().__call__(inputs, *args, **kwargs)
+
+    def timeline(self, path, asr_model=DEFAULT_ASR_MODEL, **kwargs):
+        """Yields one dict per utterance of the recording or video at `path` (see the class docstring), as its
+        utterances are transcribed: the file is read block by block, so memory does not grow with its length."""
+        for utterance, audio in transcribe_file(path, asr_model):
+            timings = [(word, a - utterance.start, b - utterance.start) for word, a, b in utterance.words]
+            example = {"text": utterance.text, "audio": audio, "sampling_rate": SAMPLING_RATE, "word_timings": timings}
+            scored = super().__call__(example, **kwargs)
+            yield {"start": utterance.start, "end": utterance.end, "text": utterance.text, **scored}
 
     def _sanitize_parameters(self, max_length=None, return_attention=None, text_only=None):
         preprocess = {} if max_length is None else {"max_length": max_length}

@@ -162,10 +162,12 @@ def prepare_data(model_args, data_args, training_args, names=SPLITS):
     leaves out the test split) and the `alignment_counts` of recordings (`None` for other data)."""
     from dataset_script import audio_facts, load_mosi
 
+    from .transcription_cmbert import transcript  # for recordings without a transcript
+
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model_args.model_name_or_path))
     with training_args.main_process_first(desc="dataset preparation"):
         raw = load_mosi(data_args.dataset_config, data_dir=data_args.data_dir, cache_dir=data_args.dataset_cache_dir,
-                        **dataset_options(data_args.dataset_options))
+                        transcribe=transcript, **dataset_options(data_args.dataset_options))
     use_audio = not model_args.text_only
     feature_extractor = CMBertFeatureExtractor()
     facts = audio_facts(raw)  # what the data set declares: level, source, width of its audio

@@ -313,11 +313,13 @@ class RecordingsConfig(datasets.BuilderConfig):
             refused when the data set is built: the feature extractor's own thresholds and framing
             (`cmbert_hf.feature_extraction_cmbert.SILENCE_DBFS`, `MIN_SECONDS_PER_WORD`), so that no clip the
             extractor would refuse gets past the build.
+        asr_model (`str`, defaults to "base"): rows without a transcript are transcribed with this faster-whisper
+            model (by the `transcribe` function `load_mosi` is given).
     """
 
     OPTIONS: ClassVar[tuple[str, ...]] = (
         "seed", "train_size", "validation_size", "test_size", "cross_modal_fraction", "holdout_fraction",
-        "silence_dbfs", "min_seconds_per_word",
+        "silence_dbfs", "min_seconds_per_word", "asr_model",
     )  # fmt: skip
 
     source: str = "recordings"
@@ -329,6 +331,7 @@ class RecordingsConfig(datasets.BuilderConfig):
     holdout_fraction: float = 0.1
     silence_dbfs: float = -60.0
     min_seconds_per_word: float = 0.05
+    asr_model: str = "base"
 
     def audio_facts(self) -> dict:
         return {"level": "waveform", "source": "extractor", "width": None, "feature_names": None, "column": "audio",
@@ -361,12 +364,13 @@ class MosiRecordings(datasets.ArrowBasedBuilder):
     ]
     DEFAULT_CONFIG_NAME = "recordings"
 
-    def __init__(self, *args, hash=None, **kwargs):
+    def __init__(self, *args, hash=None, transcribe=None, **kwargs):
         # As Mosi's: the folder's files are part of the build's identity. Not the spoken corpus's: the builder writes
         # it from its options (which key the cache already), maybe in this very build, after the key is taken.
         own_files = kwargs.get("config_name", self.DEFAULT_CONFIG_NAME) != "spoken"
         files = source_fingerprint(kwargs.get("data_dir")) if own_files else None
         super().__init__(*args, hash=hash or files, **kwargs)
+        self._transcribe = transcribe  # see `load_mosi`
 
     @property
     def manual_download_instructions(self) -> str | None:
@@ -383,6 +387,7 @@ class MosiRecordings(datasets.ArrowBasedBuilder):
                 "id": datasets.Value("string"),
                 "video_id": datasets.Value("string"),
                 "text": datasets.Value("string"),
+                "transcript": datasets.Value("string"),
                 "label": datasets.Value("float32"),
                 "label7": datasets.ClassLabel(names=list(LABEL7_NAMES)),
                 "audio": datasets.Audio(sampling_rate=SAMPLING_RATE, num_channels=1),
@@ -397,6 +402,7 @@ class MosiRecordings(datasets.ArrowBasedBuilder):
         rows = recordings.read_recordings(
             self._folder(), seed=config.seed, holdout_fraction=config.holdout_fraction,
             silence_dbfs=config.silence_dbfs, min_seconds_per_word=config.min_seconds_per_word,
+            transcribe=self._transcribe, asr_model=config.asr_model,
         )  # fmt: skip
         return [datasets.SplitGenerator(name=split, gen_kwargs={"rows": split_rows}) for split, split_rows in rows.items()]
 
@@ -421,7 +427,7 @@ class MosiRecordings(datasets.ArrowBasedBuilder):
 
     def _generate_tables(self, rows):
         features = self.info.features
-        names = ("id", "video_id", "text", "label", "audio", *TIMING_COLUMNS)
+        names = ("id", "video_id", "text", "transcript", "label", "audio", *TIMING_COLUMNS)
         columns = {name: [row[name] for row in rows] for name in names}
         columns["label7"] = [int(sentiment_class(label)) for label in columns["label"]]
         # The audio column gets its storage type ({bytes, path}) here; the rest are cast by datasets' writer.
@@ -473,7 +479,9 @@ def config_options(options, config: str | None = None) -> dict:
     return options
 
 
-def load_mosi(config: str = "text", data_dir=None, cache_dir=None, download_mode=None, **options) -> datasets.DatasetDict:
+def load_mosi(
+    config: str = "text", data_dir=None, cache_dir=None, download_mode=None, transcribe=None, **options
+) -> datasets.DatasetDict:
     """Builds (or reuses from `cache_dir`) one config and returns its splits (train / validation / test).
 
     A cached build is reused only while the files under `data_dir` are unchanged (their paths, sizes, modification
@@ -485,6 +493,8 @@ def load_mosi(config: str = "text", data_dir=None, cache_dir=None, download_mode
             "spoken" (where it is the folder the corpus is written to, once).
         cache_dir (`str`, *optional*): the datasets cache (defaults to `HF_DATASETS_CACHE`).
         download_mode (`str`, *optional*): "force_redownload" rebuilds regardless.
+        transcribe (`Callable[[str, str], str]`, *optional*): recordings configs: `transcribe(audio_path,
+            asr_model)` gives the transcript of a row without one (`cmbert_hf.transcription_cmbert.transcript`).
         **options: the config's `OPTIONS`, e.g. `seed=1, cross_modal_fraction=0.5` or `video_ids_dir=...`.
     """
     builder = builder_class(config)
@@ -496,6 +506,8 @@ def load_mosi(config: str = "text", data_dir=None, cache_dir=None, download_mode
         # The corpus folder is gone (or new) but a cached build may remain: write the files again, since users
         # (and `cmbert predict --audio`) read the audio from them.
         download_mode = download_mode or "force_redownload"
+    if builder is MosiRecordings:
+        options["transcribe"] = transcribe
     builder = builder(config_name=config, data_dir=data_dir, cache_dir=cache_dir, **options)
     builder.download_and_prepare(download_mode=download_mode)
     return builder.as_dataset()

@@ -6,7 +6,10 @@ The layout is `datasets`' AudioFolder one: audio files anywhere under a folder a
 - `file_name` (required): the audio file, relative to the folder and inside it (no absolute path, no `..` or link
   leading out of it), each file once. Any format libsndfile reads (WAV, FLAC, OGG,
   MP3, ...), any rate and channel count: `decode_audio` gives 16 kHz mono.
-- `text` (required): the transcript, a string of words separated by spaces.
+- `text` (required column): the transcript, words separated by spaces. An empty one is transcribed when the data
+  set is built, by the `transcribe(path, asr_model)` function its reader is given (`cmbert_hf.transcription_cmbert.
+  transcript`, Whisper; passed in because this package does not import `cmbert_hf`); a given one is never replaced.
+  Each row's `transcript` says which: `"given"` or `"asr:<model>"`.
 - `label` (required): sentiment in [-3, 3], a number (in JSON Lines not `true` / `false`).
 - `split` (optional): "train", "validation" or "test". With the column every row needs one. Without it the folder is
   split for training: a permutation of the rows drawn with the config's `seed` (default 0) holds out
@@ -88,15 +91,22 @@ def read_metadata(path: Path) -> list[dict]:
 
 
 def read_recordings(
-    folder, seed: int = 0, holdout_fraction: float = 0.1, silence_dbfs: float = -60.0, min_seconds_per_word: float = 0.05
+    folder, seed: int = 0, holdout_fraction: float = 0.1, silence_dbfs: float = -60.0, min_seconds_per_word: float = 0.05,
+    transcribe=None, asr_model: str | None = None,
 ) -> dict[str, list[dict]]:
     """
     Reads and validates a recordings folder (the arguments are `RecordingsConfig`'s).
 
+    Args:
+        folder: the folder.
+        transcribe (`Callable[[str, str], str]`, *optional*): `transcribe(audio_path, asr_model)` -> the words heard,
+            for rows without a transcript (without it, such a row is an error).
+        asr_model (`str`, *optional*): the speech recogniser `transcribe` runs.
+
     Returns:
-        `dict[str, list[dict]]`: split -> rows with `id`, `video_id`, `text`, `label`, `audio` (`{"bytes", "path"}`
-        of the file as it is, the path relative to the folder), `word_timings` and `true_timings` (lists of
-        `{"word", "start", "end"}` or `None`). Only splits that have rows are present.
+        `dict[str, list[dict]]`: split -> rows with `id`, `video_id`, `text`, `transcript` (`"given"` or
+        `"asr:<asr_model>"`), `label`, `audio` (`{"bytes", "path"}` of the file as it is), `word_timings` and
+        `true_timings` (lists of `{"word", "start", "end"}` or `None`). Only splits that have rows are present.
     """
     folder = Path(folder)
     path = find_metadata(folder)
@@ -114,10 +124,14 @@ def read_recordings(
         seen[audio_path] = number
         if split not in SPLITS:
             raise MosiDataError(path, f"{file_name}: split {split!r}", **where, expected=f"one of {list(SPLITS)}")
-        text = given_text(row, file_name, path, where)
+        text, transcript = given_text(row, file_name, path, where, transcribable=transcribe is not None), "given"
         label = _label(row["label"], file_name, path, where)
         data, waveform = _read_audio(audio_path, path, where)
         duration = len(waveform) / SAMPLING_RATE
+        if not text:
+            text, transcript = transcribe(str(audio_path), asr_model), f"asr:{asr_model}"
+            if not text.split():
+                raise MosiDataError(path, f"{file_name}: {asr_model} heard no words in it", **where)
         _check_speech(waveform, len(text.split()), audio_path, path, where, silence_dbfs, min_seconds_per_word)
         timings = {
             column: _parse_timings(row.get(column), text.split(), duration, f"{file_name}: {column}", path, where)
@@ -128,6 +142,7 @@ def read_recordings(
                 "id": file_name,
                 "video_id": str(row.get("video_id") or ""),
                 "text": text,
+                "transcript": transcript,
                 "label": label,
                 "audio": {"bytes": data, "path": file_name},
                 **timings,
@@ -150,13 +165,18 @@ def holdout_splits(num_rows: int, seed: int, holdout_fraction: float, path: Path
     return list(splits)
 
 
-def given_text(row: dict, file_name: str, path: Path, where: dict) -> str:
-    """The row's transcript: a string of at least one word."""
+def given_text(row: dict, file_name: str, path: Path, where: dict, transcribable: bool = False) -> str:
+    """The row's transcript: a string of at least one word, or "" for a row without one that will be transcribed."""
     text = row.get("text")
+    if text is None and transcribable:
+        return ""
     if not isinstance(text, str):
         raise MosiDataError(path, f"{file_name}: text is a {type(text).__name__}", **where, expected="a string of words")
     if not text.split():
-        raise MosiDataError(path, f"{file_name}: empty text", **where)
+        if transcribable:
+            return ""
+        expected = "a transcript (or a transcriber: train.py transcribes empty texts with --dataset_options asr_model)"
+        raise MosiDataError(path, f"{file_name}: empty text", **where, expected=expected)
     return text
 
 
