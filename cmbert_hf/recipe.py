@@ -197,13 +197,14 @@ def prepare_data(model_args, data_args, training_args, names=SPLITS):
 def log_training_data(data_args, raw, processor) -> None:
     """One block at the run's start saying what it trains on (a forgotten --data_dir shows here)."""
     rows = ", ".join(f"{name} {len(split)}" for name, split in raw.items())
-    source = {"none": "none (text only)", "extractor": f"extracted from the recordings ({processor.audio_feature_names})"}
-    logger.warning(
-        "training data: dataset config %r, data_dir %s, rows %s; audio vectors: %s, %d per word",
-        data_args.dataset_config, Path(data_args.data_dir).resolve() if data_args.data_dir else "none (built in code)",
-        rows, source.get(processor.audio_feature_source, f"precomputed {processor.audio_feature_source!r} columns"),
-        processor.audio_feature_size,
-    )
+    source = processor.audio_feature_source
+    audio = {
+        "none": "none (text only)",
+        "extractor": f"extracted from the recordings, {processor.audio_feature_names}",
+    }.get(source, f"the data set's precomputed {source!r} vectors, {processor.audio_feature_size} per word")
+    folder = Path(data_args.data_dir).resolve() if data_args.data_dir else "none (built in code)"
+    logger.warning("training data: dataset config %r, data_dir %s, rows %s; audio vectors: %s",
+                   data_args.dataset_config, folder, rows, audio)
 
 
 def build_model(model_args, processor) -> CMBertForSequenceClassification:
