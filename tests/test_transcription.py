@@ -68,9 +68,10 @@ def test_an_utterance_cut_by_a_block_boundary_is_carried_over(tmp_path):
 def test_recordings_without_a_transcript_are_transcribed_and_given_ones_kept(tmp_path):
     folder = tmp_path / "recordings"
     rows = [
-        {"file_name": "a.wav", "text": "", "label": 2.0, "speech": speak("what a great movie")},
+        {"file_name": "a.wav", "text": "", "label": 2.0, "split": "train", "speech": speak("what a great movie")},
         # A given transcript stays, even where Whisper would hear other words.
-        {"file_name": "b.wav", "text": "typed by hand", "label": -1.0, "speech": speak("the acting was terrible")},
+        {"file_name": "b.wav", "text": "typed by hand", "label": -1.0, "split": "train",
+         "speech": speak("the acting was terrible")},
     ]
     write_folder(folder, rows)
     with pytest.raises(MosiDataError, match="a.wav: empty text.*transcriber"):
