@@ -160,6 +160,7 @@ def test_optuna_search_picks_by_validation_and_reruns_the_best_like_a_standalone
     assert table.startswith("| trial | state | loss | learning_rate | fusion_dim | seed | error |")
     assert "| 1 | FAIL |" in table and "RuntimeError: injected failure |" in table
     assert f"3 trials: 2 complete, 1 failed, 0 pruned. Best: trial {best['trial']}" in table
+    assert not list((out / "search").glob("run-*"))  # no trial keeps its checkpoints, the failed one included
 
     # The test split is first read after the last trial, by the re-run of the best trial.
     search_dir = str(out / "search")
@@ -212,6 +213,7 @@ def test_a_killed_search_resumes_without_redoing_finished_trials(tiny_checkpoint
     study = optuna.load_study(study_name="search", storage=f"sqlite:///{out / 'search' / 'optuna.db'}")
     before = study.trials
     assert [t.state.name for t in before] == ["COMPLETE", "RUNNING"]
+    assert not (out / "search" / "run-0").exists()  # a finished trial's checkpoints are gone
 
     log = []
     results = recipe.main(args, callbacks=[Events(log)])
@@ -223,6 +225,8 @@ def test_a_killed_search_resumes_without_redoing_finished_trials(tiny_checkpoint
     assert trials[0]["value"] == before[0].value and trials[0]["params"] == before[0].params
     assert trials[1]["error"].startswith("interrupted") and trials[2]["params"] == before[1].params
     assert results["search"]["counts"]["complete"] == 2
+    # The search keeps its study and nothing of its trials' checkpoints (the interrupted one's included).
+    assert [p.name for p in (out / "search").iterdir()] == ["optuna.db"]
 
 
 # --- Ray ------------------------------------------------------------------------------------------------------------
