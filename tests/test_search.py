@@ -98,7 +98,12 @@ def test_a_bad_search_file_names_the_field(tmp_path):
         recipe.main([*untrainable(tmp_path), "--search", config])
 
 
-SEARCH_CONFIGS = {"mosi_minilm.yaml": "tbert_mosi_minilm.yaml"}  # search YAML: the recipe it searches around
+# search YAML: the recipe it searches around, its number of trials and what it searches
+SEARCH_CONFIGS = {
+    "mosi_minilm.yaml": ("tbert_mosi_minilm.yaml", 8, ["learning_rate", "fusion_learning_rate", "warmup_steps",
+                                                        "weight_decay"]),
+    "synthetic.yaml": ("synthetic.yaml", 4, ["learning_rate", "fusion_learning_rate"]),
+}
 
 
 def test_every_search_config_is_checked():
@@ -108,11 +113,12 @@ def test_every_search_config_is_checked():
 @pytest.mark.parametrize("name", sorted(SEARCH_CONFIGS))
 def test_every_search_config_fits_its_recipe(name):
     path = ROOT / "configs/search" / name
-    space = SearchSpace.from_yaml(path, *parse_args(["--config", str(ROOT / "configs" / SEARCH_CONFIGS[name])]))
-    assert f"--search configs/search/{name}" in path.read_text()  # the header's command names this file
-    assert space.metric == "loss" and space.direction == "minimize" and space.n_trials == 8
-    assert space.targets == {"learning_rate": "training", "fusion_learning_rate": "training", "warmup_steps": "training",
-                             "weight_decay": "training"}  # fmt: skip
+    config, n_trials, searched = SEARCH_CONFIGS[name]
+    space = SearchSpace.from_yaml(path, *parse_args(["--config", str(ROOT / "configs" / config)]))
+    # The header's command names this file and its recipe.
+    assert f"--config configs/{config} --search configs/search/{name}" in path.read_text()
+    assert space.metric == "loss" and space.direction == "minimize" and space.n_trials == n_trials
+    assert space.targets == dict.fromkeys(searched, "training")
 
 
 def test_an_objective_validation_does_not_report_fails_before_the_first_trial(
