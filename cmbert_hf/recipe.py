@@ -17,6 +17,7 @@ with `--seeds`, finished seeds of an interrupted sweep are kept and only the oth
 import copy
 import json
 import logging
+import os
 import shutil
 import sys
 from collections import Counter
@@ -155,6 +156,19 @@ def check_arguments(model_args, data_args, training_args) -> None:
     if data_args.pad_to_max_length is None:
         data_args.pad_to_max_length = model_args.original
     dataset_options(data_args.dataset_options)
+
+
+def check_launcher(world_size: int) -> None:
+    """Refuses a run that `accelerate launch --cpu --num_processes N` (N > 1) started as one process: that launcher
+    starts a single process without a word, leaving only its traces: `ACCELERATE_USE_CPU`, and the rendezvous address
+    `MASTER_ADDR` it sets only for more than one process, but no `WORLD_SIZE` (which torchrun gives each rank)."""
+    launched_alone = {"ACCELERATE_USE_CPU", "MASTER_ADDR"} <= set(os.environ) and "WORLD_SIZE" not in os.environ
+    if world_size == 1 and launched_alone:
+        raise ArgumentError(
+            "accelerate launch --cpu --num_processes N starts one process, not N: launch with --config_file "
+            "configs/accelerate/cpu_2proc.yaml (or --multi_gpu --num_processes 2 without --cpu, on a machine "
+            "without GPUs) for several CPU processes, or without --num_processes for one."
+        )
 
 
 def prepare_data(model_args, data_args, training_args, names=SPLITS):
@@ -334,6 +348,7 @@ def main(argv: list[str] | None = None, callbacks=None, prog: str | None = None)
     argv = sys.argv[1:] if argv is None else list(argv)  # kept: Ray's workers parse it again
     search_args, model_args, data_args, training_args = parse_command(argv, prog)
     check_arguments(model_args, data_args, training_args)
+    check_launcher(training_args.world_size)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     log_level = training_args.get_process_log_level()
     logger.setLevel(log_level)

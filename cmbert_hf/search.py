@@ -46,6 +46,7 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,6 +283,11 @@ class SearchTrainer(CMBertTrainer):
             if hasattr(trial, "set_user_attr"):  # Optuna keeps no error of its own; Tune keeps one per trial
                 trial.set_user_attr("error", f"{type(error).__name__}: {error}")
             raise
+        finally:
+            # A trial's checkpoints (model and optimizer state, about 170 MB each for MiniLM) only served its own
+            # best-model reload: the search keeps its objective, and the best trial is trained again from scratch.
+            if trial is not None:
+                shutil.rmtree(self._get_output_dir(trial), ignore_errors=True)
 
     def evaluate(self, *args, **kwargs):
         metrics = super().evaluate(*args, **kwargs)
@@ -341,6 +347,8 @@ def optuna_search(trainer: SearchTrainer, space: SearchSpace, folder: str, seed:
         storage.set_trial_user_attr(trial_id, "error", "interrupted: the search stopped during this trial")
         storage.set_trial_user_attr(trial_id, "interrupted", True)
         storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        # Its checkpoints, in the Trainer's folder for an Optuna trial: it is run again from scratch.
+        shutil.rmtree(os.path.join(trainer.args.output_dir, f"run-{trial.number}"), ignore_errors=True)
         study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number})
         logger.warning("trial %d was interrupted: it runs again with its parameters", trial.number)
     done = [t for t in study.trials if t.state.is_finished() and not t.user_attrs.get("interrupted")]

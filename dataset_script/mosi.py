@@ -256,7 +256,9 @@ class Mosi(datasets.GeneratorBasedBuilder):
         if config.data_dir is None:
             paths = dl_manager.download({s: TEXT_URL.format(stem) for s, stem in TSV_SPLITS.items()})
         else:
-            instructions = self.manual_download_instructions or "Pass data_dir=<folder with train.tsv, dev.tsv, test.tsv>."
+            instructions = self.manual_download_instructions or (
+                "Pass data_dir=<folder with train.tsv, dev.tsv, test.tsv>: the CM-BERT release's data/text "
+                f"({TEXT_URL.format('*')}), which load_mosi without data_dir downloads.")
             paths = {
                 s: find_source(config.data_dir, f"{stem}.tsv", ("", "text", "data/text"), instructions)
                 for s, stem in TSV_SPLITS.items()

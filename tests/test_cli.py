@@ -255,3 +255,14 @@ def test_an_audio_model_given_only_text_refuses_on_the_command_line(tiny_folder,
     assert not (tmp_path / "a.png").exists()
     scored = _predict(["--model", str(tiny_folder), "--text", "what a great movie", "--text-only"], capsys)
     assert scored == {**pipe("what a great movie"), "score": pytest.approx(pipe("what a great movie")["score"])}
+
+
+def test_explain_in_a_fresh_process_needs_no_remote_code(tiny_folder, tmp_path):
+    # A fresh `cmbert explain` imports this package's modules before transformers (the Auto classes must still
+    # know `cmbert`, or the folder is taken for remote code and --trust-remote-code asked for).
+    out = tmp_path / "attention.png"
+    argv = ["explain", "--model", str(tiny_folder), "--text", TEXTS[1], "--out", str(out), "--text-only"]
+    code = "import sys; from cmbert_hf.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == f"wrote {out}" and out.is_file()

@@ -98,7 +98,12 @@ def test_a_bad_search_file_names_the_field(tmp_path):
         recipe.main([*untrainable(tmp_path), "--search", config])
 
 
-SEARCH_CONFIGS = {"mosi_minilm.yaml": "tbert_mosi_minilm.yaml"}  # search YAML: the recipe it searches around
+# search YAML: the recipe it searches around, its number of trials and what it searches
+SEARCH_CONFIGS = {
+    "mosi_minilm.yaml": ("tbert_mosi_minilm.yaml", 8, ["learning_rate", "fusion_learning_rate", "warmup_steps",
+                                                        "weight_decay"]),
+    "synthetic.yaml": ("synthetic.yaml", 4, ["learning_rate", "fusion_learning_rate"]),
+}
 
 
 def test_every_search_config_is_checked():
@@ -108,11 +113,12 @@ def test_every_search_config_is_checked():
 @pytest.mark.parametrize("name", sorted(SEARCH_CONFIGS))
 def test_every_search_config_fits_its_recipe(name):
     path = ROOT / "configs/search" / name
-    space = SearchSpace.from_yaml(path, *parse_args(["--config", str(ROOT / "configs" / SEARCH_CONFIGS[name])]))
-    assert f"--search configs/search/{name}" in path.read_text()  # the header's command names this file
-    assert space.metric == "loss" and space.direction == "minimize" and space.n_trials == 8
-    assert space.targets == {"learning_rate": "training", "fusion_learning_rate": "training", "warmup_steps": "training",
-                             "weight_decay": "training"}  # fmt: skip
+    config, n_trials, searched = SEARCH_CONFIGS[name]
+    space = SearchSpace.from_yaml(path, *parse_args(["--config", str(ROOT / "configs" / config)]))
+    # The header's command names this file and its recipe.
+    assert f"--config configs/{config} --search configs/search/{name}" in path.read_text()
+    assert space.metric == "loss" and space.direction == "minimize" and space.n_trials == n_trials
+    assert space.targets == dict.fromkeys(searched, "training")
 
 
 def test_an_objective_validation_does_not_report_fails_before_the_first_trial(
@@ -160,6 +166,7 @@ def test_optuna_search_picks_by_validation_and_reruns_the_best_like_a_standalone
     assert table.startswith("| trial | state | loss | learning_rate | fusion_dim | seed | error |")
     assert "| 1 | FAIL |" in table and "RuntimeError: injected failure |" in table
     assert f"3 trials: 2 complete, 1 failed, 0 pruned. Best: trial {best['trial']}" in table
+    assert not list((out / "search").glob("run-*"))  # no trial keeps its checkpoints, the failed one included
 
     # The test split is first read after the last trial, by the re-run of the best trial.
     search_dir = str(out / "search")
@@ -212,6 +219,7 @@ def test_a_killed_search_resumes_without_redoing_finished_trials(tiny_checkpoint
     study = optuna.load_study(study_name="search", storage=f"sqlite:///{out / 'search' / 'optuna.db'}")
     before = study.trials
     assert [t.state.name for t in before] == ["COMPLETE", "RUNNING"]
+    assert not (out / "search" / "run-0").exists()  # a finished trial's checkpoints are gone
 
     log = []
     results = recipe.main(args, callbacks=[Events(log)])
@@ -223,6 +231,8 @@ def test_a_killed_search_resumes_without_redoing_finished_trials(tiny_checkpoint
     assert trials[0]["value"] == before[0].value and trials[0]["params"] == before[0].params
     assert trials[1]["error"].startswith("interrupted") and trials[2]["params"] == before[1].params
     assert results["search"]["counts"]["complete"] == 2
+    # The search keeps its study and nothing of its trials' checkpoints (the interrupted one's included).
+    assert [p.name for p in (out / "search").iterdir()] == ["optuna.db"]
 
 
 # --- Ray ------------------------------------------------------------------------------------------------------------

@@ -511,3 +511,20 @@ def test_two_ranks_of_12_match_one_rank_of_24(tiny_checkpoint, dataset_cache, ti
     two_pred = json.loads((tmp_path / "two" / "test_predictions.json").read_text())
     assert len(two_pred) == 47 and two["samples"] == {"train": 96, "validation": 47, "test": 47}
     assert sentiment_metrics(two_pred, labels)["mae"] == pytest.approx(two["test"]["test_mae"], rel=1e-5)
+
+
+def test_a_cpu_launch_of_several_processes_that_starts_one_is_refused(tmp_path):
+    # accelerate's --cpu launcher starts this one process for --num_processes 2; train.py must say so, not train.
+    (tmp_path / "no-model").mkdir()  # fails at once if the run got as far as loading a model
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", str(ROOT / "train.py"),
+        "--config", str(ROOT / "configs/synthetic.yaml"), "--model_name_or_path", str(tmp_path / "no-model"),
+        "--output_dir", str(tmp_path / "out"),
+    ]  # fmt: skip
+    launched = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert launched.returncode != 0
+    ours = [line for line in launched.stderr.splitlines() if line.startswith("train.py: error:")]
+    assert ours == ["train.py: error: accelerate launch --cpu --num_processes N starts one process, not N: launch "
+                    "with --config_file configs/accelerate/cpu_2proc.yaml (or --multi_gpu --num_processes 2 without "
+                    "--cpu, on a machine without GPUs) for several CPU processes, or without --num_processes for one."]
+    assert not (tmp_path / "out").exists()
