@@ -31,6 +31,10 @@ from dataset_script.sources import SPLITS, TSV_SPLITS, MissingSourceError, Split
 
 # Part of the key of the spoken corpus's audio folder: bump when `dataset_script.spoken` writes other files.
 SPOKEN_CORPUS_VERSION = "1.0.0"
+# The layout of the built tables (columns and their types). It is the configs' `version`, which names the cache
+# folder: a build of an older layout is never reused (the builders' `VERSION` alone does not reach configs listed
+# in `BUILDER_CONFIGS`, which keep `BuilderConfig`'s 0.0.0).
+LAYOUT_VERSION = datasets.Version("2.0.0")
 TEXT_URL = "https://raw.githubusercontent.com/thuiar/Cross-Modal-BERT/master/data/text/{}.tsv"
 
 DESCRIPTION = """\
@@ -96,6 +100,7 @@ class MosiConfig(datasets.BuilderConfig):
 
     OPTIONS: ClassVar[tuple[str, ...]] = ("video_ids_dir", "seed", "train_size", "validation_size", "test_size", "cross_modal_fraction")
 
+    version: datasets.Version | str | None = LAYOUT_VERSION
     source: str = "tsv"
     corpus: str = "mosi"
     file_name: str | None = None
@@ -142,7 +147,7 @@ def _mmsa_config(corpus: str, prefix: str, audio_dim: int, vision_dim: int) -> M
 class Mosi(datasets.GeneratorBasedBuilder):
     """CMU-MOSI / MOSEI for CM-BERT; see `DESCRIPTION` for the features and `MosiConfig` for the options."""
 
-    VERSION = datasets.Version("2.0.0")
+    VERSION = LAYOUT_VERSION
     BUILDER_CONFIG_CLASS = MosiConfig
     BUILDER_CONFIGS = [
         MosiConfig(name="text", description="CM-BERT transcripts and labels only.", source="tsv"),
@@ -324,6 +329,7 @@ class RecordingsConfig(datasets.BuilderConfig):
         "silence_dbfs", "min_seconds_per_word", "asr_model",
     )  # fmt: skip
 
+    version: datasets.Version | str | None = LAYOUT_VERSION
     source: str = "recordings"
     seed: int = 0
     train_size: int = 400
@@ -353,7 +359,7 @@ class MosiRecordings(datasets.ArrowBasedBuilder):
     """Audio configs, beside `Mosi`: an Arrow-based builder, because a generator-based one encodes each example's
     `Audio` value with torchcodec (even a plain path), while Arrow tables are only cast, which needs no decoder."""
 
-    VERSION = datasets.Version("2.0.0")
+    VERSION = LAYOUT_VERSION
     BUILDER_CONFIG_CLASS = RecordingsConfig
     BUILDER_CONFIGS = [
         RecordingsConfig(name="recordings", description="A folder of recordings with metadata.csv / .jsonl.", source="recordings"),
