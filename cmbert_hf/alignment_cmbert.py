@@ -7,10 +7,12 @@ the audio: the feature extractor's `"proportional"` aligner, and its counted fal
 pocketsphinx cannot align (`CMBertFeatureExtractor.word_features(spread_unaligned=True)`).
 
 It ships as remote code beside the feature extractor, so it imports only numpy and the standard library;
-pocketsphinx is imported when an alignment is first asked for.
+pocketsphinx (and scipy, for resampling) are imported when first needed. It also holds the signal basics both
+modules share: the 16 kHz rate, the one framing and energy measure, and the one resampler.
 """
 
 import logging
+import math
 import re
 import threading
 
@@ -19,13 +21,14 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_RATE = 16000  # the rate of pocketsphinx's en-us acoustic model
+# The rate of pocketsphinx's en-us acoustic model, and so of every feature: the one place it is declared.
+SAMPLING_RATE = 16000
 FRAME_RATE = 100  # pocketsphinx frames per second
 # Added to the int16 samples before alignment: synthetic and gated audio holds long runs of exact zeros, whose
 # log-energy features make the aligner fail. Seeded, so an alignment depends on its audio only.
 DITHER_LSB = 1.0
-# The spread fallback's frames: 25 ms windows every 10 ms, like the aligner's.
-SPREAD_WINDOW, SPREAD_HOP = 0.025, 0.010
+# The spread fallback's energy frames: the feature extractor's (32 ms windows at 16 kHz) every 10 ms.
+SPREAD_WINDOW, SPREAD_HOP = 512, 160
 NON_WORDS = {"<s>", "</s>", "<sil>"}
 # pocketsphinx's aligner sometimes skips the transcript's last word, or places none (more often with wider beams).
 # The attempts, in order: (leading silence s, trailing silence s, an explicit trailing "<sil>" word it may skip
@@ -110,7 +113,7 @@ def align_words(
                     f"word {word!r} is not in pocketsphinx's pronunciation dictionary (CMUdict); give word timings "
                     "for this utterance, or spell the word as the dictionary does"
                 )
-        waveform16 = _resample(waveform, sampling_rate, SAMPLING_RATE)
+        waveform16 = resample(waveform, sampling_rate, SAMPLING_RATE)
         _decode(decoder, np.zeros(round(SETTLE_SECONDS * SAMPLING_RATE)), SETTLE_TEXT)
         for head, tail, trailing_silence in ATTEMPTS:
             padded = np.pad(waveform16, (round(head * SAMPLING_RATE), round(tail * SAMPLING_RATE)))
@@ -157,12 +160,10 @@ def spread_words(
     waveform = _check_waveform(waveform)
     if not words:
         raise AlignmentError("no words to spread")
-    window, hop = round(SPREAD_WINDOW * sampling_rate), round(SPREAD_HOP * sampling_rate)
-    padded = np.pad(waveform.astype(np.float64), (window // 2, window // 2))
-    starts = np.arange(0, max(len(padded) - window, 0) + 1, hop)
-    energy = np.array([np.sqrt(np.mean(padded[s : s + window] ** 2)) for s in starts])  # frame i centred at i * hop
-    energy_db = 20 * np.log10(np.maximum(energy, 1e-5))
-    loud = np.flatnonzero(energy_db >= energy_db.max() - silence_threshold_db)
+    scale = sampling_rate / SAMPLING_RATE
+    window, hop = round(SPREAD_WINDOW * scale), round(SPREAD_HOP * scale)
+    energy = energy_db(waveform, window, hop)
+    loud = np.flatnonzero(energy >= energy.max() - silence_threshold_db)
     start = loud[0] * hop / sampling_rate
     end = min((loud[-1] + 1) * hop / sampling_rate, len(waveform) / sampling_rate)
     lengths = np.array([max(len(word), 1) for word in words], dtype=np.float64)
@@ -187,16 +188,27 @@ def _check_waveform(waveform) -> np.ndarray:
     return waveform
 
 
-def _resample(waveform: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    """Band-limited resampling through the spectrum (scipy.signal.resample's method, in numpy)."""
+def frames(waveform: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
+    """Frames `[1 + len // hop, frame_length]` (a read-only view), frame i centred at sample i * hop: the waveform
+    zero-padded by half a frame at both ends, as librosa's centred frames."""
+    padded = np.pad(waveform, frame_length // 2)
+    return np.lib.stride_tricks.sliding_window_view(padded, frame_length)[::hop_length][: 1 + len(waveform) // hop_length]
+
+
+def energy_db(waveform: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
+    """RMS energy of each frame of `frames` in dB re full scale, floored at -100 dB."""
+    x = frames(waveform, frame_length, hop_length).astype(np.float64)
+    return 20 * np.log10(np.maximum(np.sqrt(np.mean(x**2, axis=1)), 1e-5))
+
+
+def resample(waveform: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+    """Band-limited polyphase resampling (scipy.signal.resample_poly: a Kaiser-windowed FIR), float64."""
     if orig_rate == target_rate:
-        return waveform
-    num = round(len(waveform) * target_rate / orig_rate)
-    spectrum = np.fft.rfft(waveform.astype(np.float64))
-    kept = np.zeros(num // 2 + 1, dtype=complex)
-    keep = min(len(kept), len(spectrum))
-    kept[:keep] = spectrum[:keep]
-    return np.fft.irfft(kept, n=num) * (num / len(waveform))
+        return np.asarray(waveform, dtype=np.float64)
+    from scipy.signal import resample_poly
+
+    step = math.gcd(int(orig_rate), int(target_rate))
+    return resample_poly(np.asarray(waveform, dtype=np.float64), target_rate // step, orig_rate // step)
 
 
 def _to_int16(waveform: np.ndarray) -> np.ndarray:
@@ -204,4 +216,6 @@ def _to_int16(waveform: np.ndarray) -> np.ndarray:
     return np.clip(np.round(waveform * 32767 + noise), -32768, 32767).astype(np.int16)
 
 
-__all__ = ["AlignmentError", "align_words", "spread_words", "normalize_word"]
+__all__ = [
+    "SAMPLING_RATE", "AlignmentError", "align_words", "energy_db", "frames", "normalize_word", "resample", "spread_words",
+]  # fmt: skip
