@@ -21,7 +21,9 @@ from transformers.feature_extraction_sequence_utils import SequenceFeatureExtrac
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import logging
 
-from .alignment_cmbert import SAMPLING_RATE, AlignmentError, align_words, energy_db, frames, resample, spread_words
+from .alignment_cmbert import (
+    SAMPLING_RATE, AlignmentError, TranscriptMismatchError, align_words, energy_db, frames, resample, spread_words,
+)  # fmt: skip
 
 
 logger = logging.get_logger(__name__)
@@ -256,7 +258,9 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
             )
         outputs = []
         for i, (audio, annotation) in enumerate(zip(raw_audio, annotations, strict=True)):
-            features = self.word_features(audio, annotation, sampling_rate, name=f"waveform {i}" if batched else None)
+            # A file is named by its path (in `_load`); only a bare waveform of a batch by its place.
+            name = f"waveform {i}" if batched and not _names_a_file(audio) else None
+            features = self.word_features(audio, annotation, sampling_rate, name=name)
             outputs.append(self.normalize(features) if do_normalize else features.astype(np.float32))
         return BatchFeature({"word_features": outputs if batched else outputs[0]})
 
@@ -273,11 +277,14 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
             sampling_rate (`int`, *optional*): rate of a bare waveform.
             name (`str`, *optional*): how errors name this input; defaults to its path or "waveform".
             spread_unaligned (`bool`, *optional*, defaults to `False`):
-                When pocketsphinx cannot align the words, spread them over the voiced span (with a warning naming
-                the input) instead of raising: for training data, where one bad utterance must not stop the run.
+                For training data, where one bad utterance must not stop the run: when pocketsphinx cannot align
+                the words, spread them over the voiced span, and when the aligned transcript does not fit the audio
+                (`alignment_cmbert.TranscriptMismatchError`) keep the aligned spans, each with a warning naming the
+                input, instead of raising.
             return_timing (`bool`, *optional*, defaults to `False`):
                 Also return where the word spans came from: `"given"`, `"aligned"` (pocketsphinx), `"spread"`
-                (pocketsphinx failed) or `"proportional"` (the proportional aligner).
+                (pocketsphinx failed), `"mismatched"` (aligned, but the transcript does not fit the audio: count or
+                drop such rows) or `"proportional"` (the proportional aligner).
 
         Returns:
             `np.ndarray`: float64 `[n_words, feature_size]`; with `return_timing`, a tuple `(features, timing)`.
@@ -356,6 +363,7 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
     def _load(self, audio, sampling_rate, name):
         """Returns a finite, non-empty float32 waveform at `self.sampling_rate` and the name errors give it."""
         if isinstance(audio, dict) and audio.get("array") is not None:
+            name = name or (repr(audio["path"]) if audio.get("path") else None)
             audio, sampling_rate = audio["array"], audio.get("sampling_rate")
         elif isinstance(audio, dict):
             audio = io.BytesIO(audio["bytes"]) if audio.get("bytes") is not None else audio.get("path")
@@ -492,17 +500,27 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
         return timings
 
     def _align(self, waveform, words, name, spread_unaligned):
+        duration = len(waveform) / self.sampling_rate
         try:
-            timings = align_words(waveform, words, sampling_rate=self.sampling_rate)
+            timings, timing = align_words(waveform, words, sampling_rate=self.sampling_rate), "aligned"
+        except TranscriptMismatchError as err:
+            if not spread_unaligned:
+                raise ValueError(f"The audio {name}: {err}; check its transcript, or give word timings") from err
+            logger.warning(f"The audio {name}: {err}; counted as mismatched.")
+            timings, timing = err.timings, "mismatched"
         except AlignmentError as err:
             if not spread_unaligned:
-                raise ValueError(f"The audio {name}: {err} (pass word timings, or use aligner='proportional')") from err
+                raise ValueError(f"The audio {name}: {err}; check its transcript, or give word timings") from err
             logger.warning(f"The audio {name}: {err}; its words are spread over its voiced span instead.")
             return self._spread(waveform, words), "spread"
-        return self._check_timings(timings, len(waveform) / self.sampling_rate, name), "aligned"
+        return self._check_timings(timings, duration, name), timing
 
     def _spread(self, waveform, words):
         return spread_words(waveform, words, self.sampling_rate, self.silence_threshold_db)
+
+
+def _names_a_file(audio) -> bool:
+    return isinstance(audio, (str, os.PathLike)) or (isinstance(audio, dict) and bool(audio.get("path")))
 
 
 def _mel_filters(sr, n_fft):
