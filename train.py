@@ -310,7 +310,7 @@ def alignment_counts(splits) -> dict | None:
         return None
     per_split = {name: dict(Counter(split["word_timing"])) for name, split in splits.items()}
     total = sum((Counter(counts) for counts in per_split.values()), Counter())
-    return {key: total[key] for key in ("given", "aligned", "spread")} | {"per_split": per_split}
+    return {key: total[key] for key in ("given", "aligned", "spread", "mismatched")} | {"per_split": per_split}
 
 
 def check_arguments(model_args, data_args, training_args) -> None:

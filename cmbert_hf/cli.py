@@ -210,7 +210,7 @@ def _evaluate(args) -> None:
     names = ", ".join(f"{c.__module__}.{c.__name__}" for c in classes)
     print(f"{args.data} {args.split}: {len(split)} utterances; {names}")
     if "word_timing" in split.column_names:
-        counts = {how: split["word_timing"].count(how) for how in ("given", "aligned", "spread")}
+        counts = {how: split["word_timing"].count(how) for how in ("given", "aligned", "spread", "mismatched")}
         print("word timings: " + ", ".join(f"{n} {how}" for how, n in counts.items()))
     print("| metric | value |\n|---|---|")
     for name, value in metrics.items():
