@@ -41,12 +41,14 @@ ATTEMPTS = (
 
 
 # The transcript check (`_check_fit`): a transcript fails when the mean per-frame log acoustic score of its words
-# is below MIN_MEAN_FIT, a word's is below MIN_WORD_FIT, or more than MAX_UNCOVERED of the clip's speech frames
+# is below MIN_MEAN_FIT, a word of at least MIN_WORD_FRAMES frames scores below MIN_WORD_FIT (shorter words, mostly
+# "the", "it", scored down to -8.2 in true transcripts of the demo's train split), or more than MAX_UNCOVERED of the
+# clip's speech frames
 # (within SPEECH_DB of its loudest) lie outside the words. Set on the first 29 utterances of the `spoken` test
 # split plus the four real recordings: true transcripts scored mean >= -3.08, worst word >= -6.57, uncovered
 # <= 0.08; other clips' sentences mean <= -3.23; shuffled words worst word <= -5.39 or uncovered >= 0.30; the
 # first two words only uncovered >= 0.28 (bench/bench_real_voices.py measures the whole split).
-MIN_MEAN_FIT, MIN_WORD_FIT, MAX_UNCOVERED, SPEECH_DB = -3.5, -7.0, 0.25, 30.0
+MIN_MEAN_FIT, MIN_WORD_FIT, MIN_WORD_FRAMES, MAX_UNCOVERED, SPEECH_DB = -3.5, -7.0, 15, 0.25, 30.0
 
 
 class AlignmentError(ValueError):
@@ -181,6 +183,7 @@ def _check_fit(waveform16: np.ndarray, timings, scores) -> None:
     # pocketsphinx gives the score as a probability; a very poor long word underflows to 0, which is a poor fit.
     log_scores = np.log(np.maximum([score for _, score in scores], 1e-300))
     fit, mean_fit = log_scores / n_frames, log_scores.sum() / n_frames.sum()
+    judged = np.where(n_frames >= MIN_WORD_FRAMES, fit, 0.0)  # the words long enough to judge one by one
     energy = energy_db(waveform16, SPREAD_WINDOW, SPREAD_HOP)
     speech = energy >= energy.max() - SPEECH_DB
     times = np.arange(len(energy)) / FRAME_RATE
@@ -189,12 +192,12 @@ def _check_fit(waveform16: np.ndarray, timings, scores) -> None:
         covered |= (times >= start) & (times < end)
     uncovered = (speech & ~covered).sum() / max(speech.sum(), 1)
     problems = []
-    if mean_fit < MIN_MEAN_FIT or fit.min() < MIN_WORD_FIT:
-        poor = [word for (word, _, _), value in zip(timings, fit) if value < MIN_WORD_FIT]
+    if mean_fit < MIN_MEAN_FIT or judged.min() < MIN_WORD_FIT:
+        poor = [word for (word, _, _), value in zip(timings, judged) if value < MIN_WORD_FIT]
         problems.append(
             f"the words {poor or [timings[int(fit.argmin())][0]]} do not sound like the audio under them (log "
-            f"acoustic score per frame {mean_fit:.1f} on average, worst word {fit.min():.1f}; matching transcripts "
-            f"score above {MIN_MEAN_FIT} and {MIN_WORD_FIT})"
+            f"acoustic score per frame {mean_fit:.1f} on average, worst word {judged.min():.1f}; matching "
+            f"transcripts score above {MIN_MEAN_FIT} and {MIN_WORD_FIT})"
         )
     if uncovered > MAX_UNCOVERED:
         problems.append(
