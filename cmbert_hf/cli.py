@@ -299,7 +299,9 @@ def _evaluate(args) -> None:
     names = ", ".join(f"{c.__module__}.{c.__name__}" for c in classes)
     print(f"{args.data} {args.split}: {len(split)} utterances; {names}")
     if "word_timing" in split.column_names:
-        counts = {how: split["word_timing"].count(how) for how in ("given", "aligned", "spread")}
+        from .feature_extraction_cmbert import WORD_TIMINGS
+
+        counts = {how: split["word_timing"].count(how) for how in WORD_TIMINGS}
         print("word timings: " + ", ".join(f"{n} {how}" for how, n in counts.items()))
     print("| metric | value |\n|---|---|")
     for name, value in metrics.items():

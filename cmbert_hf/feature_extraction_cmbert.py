@@ -2,39 +2,80 @@
 
 CM-BERT (Yang et al., "CM-BERT: Cross-Modal BERT for Text-Audio Sentiment Analysis", ACM MM 2020) feeds one
 acoustic vector per word: COVAREP frame features (f0, voicing, spectral parameters) averaged over each word's
-P2FA forced-alignment span. This module rebuilds that pipeline with librosa so that new audio can be scored, and adds
-the word-level cues of stress that averages lose: the word's duration, its pitch range and its loudest frame.
+P2FA forced-alignment span. This module rebuilds that pipeline so that new audio can be scored, and adds the
+word-level cues of stress that averages lose: the word's duration, its pitch range and its loudest frame.
 
-It imports only numpy, librosa, soundfile and transformers (plus, lazily, this folder's `alignment_cmbert`), so it
-can ship as remote code beside the processor.
+The signal processing (YIN, RMS energy, a mel filter bank and its DCT) is written here in numpy rather than taken
+from librosa: librosa compiles numba kernels on first import, which made the first extraction after an install
+take a minute. It imports only numpy, soundfile and transformers, plus this folder's `alignment_cmbert` (the shared
+framing, resampler and aligner), so it can ship as remote code beside the processor.
 """
 
 import io
 import math
 import os
 
-import librosa
 import numpy as np
 import soundfile as sf
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import logging
 
+from .alignment_cmbert import (
+    SAMPLING_RATE, AlignmentError, TranscriptMismatchError, align_words, energy_db, frames, resample, spread_words,
+)  # fmt: skip
+
 
 logger = logging.get_logger(__name__)
 
 # 40 mel bands is the usual MFCC front end for 16 kHz speech; more bands leave empty filters at n_fft=512.
 N_MELS = 40
-# Averaged over the frames of a word.
-FRAME_FEATURES = ("f0", "voiced", "energy") + tuple(f"mfcc{k}" for k in range(N_MELS))
-# Statistics of the word's span as a whole.
-WORD_FEATURES = ("duration", "f0_range", "energy_peak")
-DEFAULT_FEATURES = ("f0", "f0_range", "voiced", "energy", "energy_peak", "duration", "mfcc1", "mfcc2", "mfcc3", "mfcc4")
 ALIGNERS = ("pocketsphinx", "proportional")
+# Where a word's span came from (`word_features(..., return_timing=True)`): the given timings, pocketsphinx, the
+# words spread over the voiced span (pocketsphinx failed), pocketsphinx on a transcript that does not fit the
+# audio, or the proportional aligner. Training counts them in results.json; `cmbert evaluate` prints them.
+WORD_TIMINGS = ("given", "aligned", "spread", "mismatched", "proportional")
 # Below this the audio cannot hold its words (fast speech is ~0.15 s a word): a cut or wrong file, not speech.
 MIN_SECONDS_PER_WORD = 0.05
 # A loudest frame below this (dB re full scale) is silence or a dead microphone: no prosody to read.
 SILENCE_DBFS = -60.0
+# YIN's absolute threshold: the first dip of the normalised difference below it is the period (de Cheveigne and
+# Kawahara 2002; librosa's `trough_threshold`).
+YIN_THRESHOLD = 0.1
+# A voiced frame's f0 lies within this many octaves of the utterance's median voiced f0: fricatives and bursts
+# that pass the periodicity test read as 370-500 Hz on real speech, far above a speaker's range.
+F0_OCTAVES_FROM_MEDIAN = 1.0
+
+
+def _voiced(values):
+    return values[~np.isnan(values)]  # only f0 has NaN, at unvoiced frames
+
+
+def _f0_level(f0):
+    voiced = _voiced(f0)
+    return float(np.median(voiced)) if voiced.size else 0.0
+
+
+def _f0_range(f0):
+    voiced = _voiced(f0)
+    if voiced.size < 2:
+        return 0.0
+    low, high = np.percentile(voiced, [10, 90])
+    return float(12 * np.log2(high / low))
+
+
+# The one registry of word features: name -> (the frame column it reads, how a word's frames become one value).
+# Pool functions get the word's frames of that column and its span; adding a feature is one entry.
+FEATURES = {
+    "f0": ("f0", lambda values, span: _f0_level(values)),
+    "f0_range": ("f0", lambda values, span: _f0_range(values)),
+    "voiced": ("voiced", lambda values, span: float(values.mean())),
+    "energy": ("energy", lambda values, span: float(values.mean())),
+    "energy_peak": ("energy", lambda values, span: float(values.max())),
+    "duration": (None, lambda values, span: span[1] - span[0]),
+    **{f"mfcc{k}": (f"mfcc{k}", lambda values, span: float(values.mean())) for k in range(N_MELS)},
+}
+DEFAULT_FEATURES = ("f0", "f0_range", "voiced", "energy", "energy_peak", "duration", "mfcc1", "mfcc2", "mfcc3", "mfcc4")
 
 
 class CMBertFeatureExtractor(SequenceFeatureExtractor):
@@ -46,15 +87,16 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
     every frame whose centre lies in the word's span `[start, end)` (a span too short to hold a frame centre uses
     the frame nearest to its midpoint):
 
-    - `"f0"`: fundamental frequency in Hz from `librosa.yin`, averaged over the word's *voiced* frames, 0 when it
-      has none.
+    - `"f0"`: fundamental frequency in Hz from YIN (de Cheveigne and Kawahara 2002), the median over the word's
+      *voiced* frames (robust to a stray frame, as a mean is not), 0 when it has none.
     - `"voiced"`: the word's fraction of voiced frames. YIN gives a period for every frame, so voicing is decided
       apart from it: a frame is voiced when the normalised autocorrelation of the signal at YIN's period is at least
-      `voicing_threshold` (Praat's autocorrelation voicing rule; periodic speech is near 1, noise near 0) and the
-      frame is no more than `silence_threshold_db` below the utterance's loudest frame.
+      `voicing_threshold` (Praat's autocorrelation voicing rule; periodic speech is near 1, noise near 0), the
+      frame is no more than `silence_threshold_db` below the utterance's loudest frame, and its f0 lies within an
+      octave of the utterance's median voiced f0 (fricatives and bursts read as 370-500 Hz on real speech).
     - `"energy"`: RMS energy in dB relative to full scale (floor -100 dB).
-    - `"mfcc0"` ... `"mfcc39"`: the K-th MFCC (0-based as in librosa, so `mfcc0` tracks overall log energy) from a
-      40-band mel filter bank over 25 ms windows.
+    - `"mfcc0"` ... `"mfcc39"`: the K-th MFCC (0-based as in librosa, whose defaults these follow, so `mfcc0`
+      tracks overall log energy) from a 40-band Slaney mel filter bank over 25 ms Hann windows.
 
     Word features, the cues of lexical and emphatic stress (longer, higher and wider in pitch, louder):
 
@@ -75,7 +117,7 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
             and range), voicing, energy (mean and peak), duration and `mfcc1`-`mfcc4` (spectral tilt and shape,
             COVAREP's spectral columns' role), is 10 wide: prosody first, few spectral columns, because these
             carry the word's identity more than its delivery and the corpora are small.
-        sampling_rate (`int`, *optional*, defaults to 16000):
+        sampling_rate (`int`, *optional*, defaults to 16000 (`alignment_cmbert.SAMPLING_RATE`)):
             Rate in Hz at which features are computed; other inputs are resampled to it.
         hop_length (`int`, *optional*, defaults to 160):
             Samples between frames.
@@ -106,7 +148,7 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
     def __init__(
         self,
         features=DEFAULT_FEATURES,
-        sampling_rate=16000,
+        sampling_rate=SAMPLING_RATE,
         hop_length=160,
         f0_min=50.0,
         f0_max=500.0,
@@ -120,10 +162,10 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
         **kwargs,
     ):
         features = list(features)
-        unknown = [name for name in features if name not in FRAME_FEATURES + WORD_FEATURES]
+        unknown = [name for name in features if name not in FEATURES]
         if unknown:
             raise ValueError(
-                f"Unknown feature name(s) {unknown}; allowed: {list(WORD_FEATURES)}, 'f0', 'voiced', 'energy', "
+                f"Unknown feature name(s) {unknown}; allowed: {[name for name in FEATURES if 'mfcc' not in name]}, "
                 "'mfcc0'..'mfcc39'."
             )
         if not features:
@@ -220,7 +262,9 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
             )
         outputs = []
         for i, (audio, annotation) in enumerate(zip(raw_audio, annotations, strict=True)):
-            features = self.word_features(audio, annotation, sampling_rate, name=f"waveform {i}" if batched else None)
+            # A file is named by its path (in `_load`); only a bare waveform of a batch by its place.
+            name = f"waveform {i}" if batched and not _names_a_file(audio) else None
+            features = self.word_features(audio, annotation, sampling_rate, name=name)
             outputs.append(self.normalize(features) if do_normalize else features.astype(np.float32))
         return BatchFeature({"word_features": outputs if batched else outputs[0]})
 
@@ -237,11 +281,14 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
             sampling_rate (`int`, *optional*): rate of a bare waveform.
             name (`str`, *optional*): how errors name this input; defaults to its path or "waveform".
             spread_unaligned (`bool`, *optional*, defaults to `False`):
-                When pocketsphinx cannot align the words, spread them over the voiced span (with a warning naming
-                the input) instead of raising: for training data, where one bad utterance must not stop the run.
+                For training data, where one bad utterance must not stop the run: when pocketsphinx cannot align
+                the words, spread them over the voiced span, and when the aligned transcript does not fit the audio
+                (`alignment_cmbert.TranscriptMismatchError`) keep the aligned spans, each with a warning naming the
+                input, instead of raising.
             return_timing (`bool`, *optional*, defaults to `False`):
                 Also return where the word spans came from: `"given"`, `"aligned"` (pocketsphinx), `"spread"`
-                (pocketsphinx failed) or `"proportional"` (the proportional aligner).
+                (pocketsphinx failed), `"mismatched"` (aligned, but the transcript does not fit the audio: count or
+                drop such rows) or `"proportional"` (the proportional aligner).
 
         Returns:
             `np.ndarray`: float64 `[n_words, feature_size]`; with `return_timing`, a tuple `(features, timing)`.
@@ -258,7 +305,7 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
                 f"The audio {name} lasts {duration:.3f} s, too short for its {len(annotation)} word(s) (at least "
                 f"{MIN_SECONDS_PER_WORD} s per word): is it cut or the wrong file?"
             )
-        frames, energy = self._frame_features(waveform)
+        columns, energy = self._frame_features(waveform)
         if energy.max() < SILENCE_DBFS:
             raise ValueError(
                 f"The audio {name} is silent (loudest frame {energy.max():.1f} dB re full scale, below "
@@ -271,7 +318,7 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
             timings, timing = self._align(waveform, annotation, name, spread_unaligned)
         else:
             timings, timing = self._spread(waveform, annotation), "proportional"
-        out = np.stack([self._pool(frames, frame_times, start, end) for _, start, end in timings])
+        out = np.stack([self._pool(columns, frame_times, start, end) for _, start, end in timings])
         bad = ~np.isfinite(out)
         if bad.any():
             word, feature = np.argwhere(bad)[0]
@@ -320,6 +367,7 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
     def _load(self, audio, sampling_rate, name):
         """Returns a finite, non-empty float32 waveform at `self.sampling_rate` and the name errors give it."""
         if isinstance(audio, dict) and audio.get("array") is not None:
+            name = name or (repr(audio["path"]) if audio.get("path") else None)
             audio, sampling_rate = audio["array"], audio.get("sampling_rate")
         elif isinstance(audio, dict):
             audio = io.BytesIO(audio["bytes"]) if audio.get("bytes") is not None else audio.get("path")
@@ -346,53 +394,85 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"The audio {name} is empty.")
         if not np.isfinite(waveform).all():
             raise ValueError(f"The audio {name} contains NaN or inf samples.")
-        if sampling_rate != self.sampling_rate:
-            waveform = librosa.resample(waveform, orig_sr=sampling_rate, target_sr=self.sampling_rate)
-        return waveform, name
+        return resample(waveform, sampling_rate, self.sampling_rate).astype(np.float32), name
 
     def _frame_features(self, waveform):
-        """Returns the frame features by name (f0 NaN at unvoiced frames), all on one 10 ms grid, and energy in dB."""
+        """Returns the frame columns by name (f0 NaN at unvoiced frames), all on one 10 ms grid, and energy in dB."""
         sr, hop = self.sampling_rate, self.hop_length
         # 25 ms windows for spectral features, as in COVAREP and most speech front ends.
         n_fft = 2 ** math.ceil(math.log2(0.025 * sr))
-        energy = librosa.amplitude_to_db(
-            librosa.feature.rms(y=waveform, frame_length=n_fft, hop_length=hop)[0], ref=1.0, amin=1e-5, top_db=None
-        )
+        energy = energy_db(waveform, n_fft, hop)
+        needed = {FEATURES[name][0] for name in self.features}
         columns = {"energy": energy}
-        if {"f0", "voiced", "f0_range"} & set(self.features):
+        if {"f0", "voiced"} & needed:
             columns["f0"], columns["voiced"] = self._pitch(waveform, energy)
-        n_mfcc = 1 + max((int(name[4:]) for name in self.features if name.startswith("mfcc")), default=-1)
+        n_mfcc = 1 + max((int(name[4:]) for name in needed if name and name.startswith("mfcc")), default=-1)
         if n_mfcc:
-            mfcc = librosa.feature.mfcc(
-                y=waveform, sr=sr, n_mfcc=n_mfcc, n_fft=n_fft, win_length=int(0.025 * sr), hop_length=hop,
-                n_mels=N_MELS,
-            )  # fmt: skip
-            columns.update({f"mfcc{k}": mfcc[k] for k in range(n_mfcc)})
-        # librosa centres every frame, so all features share frame i at time i * hop / sr.
+            mfcc = self._mfcc(frames(waveform, n_fft, hop), n_mfcc)
+            columns.update({f"mfcc{k}": mfcc[:, k] for k in range(n_mfcc)})
+        # Every column comes from `frames`, so frame i of each is centred at i * hop / sr.
         assert all(len(column) == len(energy) for column in columns.values())
         return columns, energy
 
     def _pitch(self, waveform, energy):
         """YIN's f0 (NaN where unvoiced) and the voicing decision (1/0) per frame."""
         sr = self.sampling_rate
-        # The pitch window must hold two periods of f0_min.
+        # The pitch window must hold two periods of f0_min; the difference function compares its first half with
+        # the same number of samples one lag later.
         frame_length = 2 ** math.ceil(math.log2(2 * sr / self.f0_min + 2))
-        f0 = librosa.yin(
-            waveform, fmin=self.f0_min, fmax=self.f0_max, sr=sr, frame_length=frame_length, hop_length=self.hop_length
-        )
-        # Normalised autocorrelation at YIN's period over the same centred frames: `width` samples against the
-        # same number one period later, which fits in the frame because a period is at most half of it.
-        padded = np.pad(waveform, frame_length // 2)
-        frames = librosa.util.frame(padded, frame_length=frame_length, hop_length=self.hop_length)[:, : len(f0)]
-        width = frame_length - math.ceil(sr / self.f0_min)
-        lag = np.clip(np.round(sr / f0).astype(int), 1, frame_length - width)  # [n_frames]
-        head = frames[:width]  # [width, n_frames]
-        later = np.take_along_axis(frames, lag[None, :] + np.arange(width)[:, None], axis=0)
-        power = np.sqrt((head**2).sum(axis=0) * (later**2).sum(axis=0))
-        periodicity = (head * later).sum(axis=0) / np.maximum(power, 1e-12)
-        loud = energy[: len(f0)] >= energy.max() - self.silence_threshold_db
-        voiced = (periodicity >= self.voicing_threshold) & loud
+        width = frame_length // 2
+        x = frames(waveform, frame_length, self.hop_length).astype(np.float64)  # [n_frames, frame_length]
+        min_period = max(int(sr // self.f0_max), 1)
+        max_period = min(math.ceil(sr / self.f0_min), frame_length - width - 1)
+        lags = np.arange(max_period + 1)
+        # r[tau] = sum_{j < width} x[j] x[j + tau], by FFT (no wrap: j + tau < frame_length).
+        head = np.fft.rfft(x[:, :width], n=frame_length)
+        r = np.fft.irfft(np.conj(head) * np.fft.rfft(x, n=frame_length), n=frame_length)[:, lags]
+        power = np.concatenate([np.zeros((len(x), 1)), np.cumsum(x**2, axis=1)], axis=1)
+        e_head = power[:, width][:, None]  # energy of x[:width]
+        e_lag = power[:, lags + width] - power[:, lags]  # energy of x[tau : tau + width]
+        difference = np.maximum(e_head + e_lag - 2 * r, 0.0)
+        cumulative = np.cumsum(difference[:, 1:], axis=1)
+        cmnd = np.ones_like(difference)  # the cumulative mean normalised difference
+        cmnd[:, 1:] = difference[:, 1:] * lags[1:] / np.maximum(cumulative, 1e-12)
+        searched = cmnd[:, min_period:]
+        trough = np.zeros_like(searched, dtype=bool)
+        trough[:, 1:-1] = (searched[:, 1:-1] < searched[:, :-2]) & (searched[:, 1:-1] <= searched[:, 2:])
+        trough &= searched < YIN_THRESHOLD
+        best = np.where(trough.any(axis=1), trough.argmax(axis=1), searched.argmin(axis=1))
+        # Parabolic interpolation of the dip between its neighbours.
+        inner = np.clip(best, 1, searched.shape[1] - 2)
+        left, mid, right = (np.take_along_axis(searched, (inner + k)[:, None], axis=1)[:, 0] for k in (-1, 0, 1))
+        curvature = left - 2 * mid + right
+        shift = np.where((best == inner) & (np.abs(curvature) > 1e-12), (left - right) / (2 * curvature + 1e-300), 0.0)
+        period = min_period + best + np.clip(shift, -1, 1)
+        f0 = sr / period
+        # Normalised autocorrelation at the (rounded) period: Praat's voicing strength.
+        lag = min_period + best
+        r_lag = np.take_along_axis(r, lag[:, None], axis=1)[:, 0]
+        e_at = np.take_along_axis(e_lag, lag[:, None], axis=1)[:, 0]
+        periodicity = r_lag / np.maximum(np.sqrt(e_head[:, 0] * e_at), 1e-12)
+        voiced = (periodicity >= self.voicing_threshold) & (energy >= energy.max() - self.silence_threshold_db)
+        if voiced.any():
+            distance = np.abs(np.log2(f0 / np.median(f0[voiced])))
+            voiced &= distance <= F0_OCTAVES_FROM_MEDIAN
         return np.where(voiced, f0, np.nan), voiced.astype(np.float64)
+
+    def _mfcc(self, x, n_mfcc):
+        """MFCCs `[n_frames, n_mfcc]` of frames `[n_frames, n_fft]`, as `librosa.feature.mfcc` computes them by default:
+        power spectrum of a periodic Hann window of 25 ms centred in n_fft, Slaney mel filter bank, dB with an
+        80 dB floor below the utterance's peak, orthonormal DCT-II."""
+        n_fft, win_length = x.shape[1], int(0.025 * self.sampling_rate)
+        window = np.zeros(n_fft)
+        offset = (n_fft - win_length) // 2
+        window[offset : offset + win_length] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win_length) / win_length)
+        spectrum = np.abs(np.fft.rfft(x * window, axis=1)) ** 2
+        mel_db = 10 * np.log10(np.maximum(spectrum @ _mel_filters(self.sampling_rate, n_fft).T, 1e-10))
+        mel_db = np.maximum(mel_db, mel_db.max() - 80.0)
+        n = np.arange(N_MELS)
+        dct = np.cos(np.pi * np.arange(n_mfcc)[:, None] * (2 * n + 1) / (2 * N_MELS)) * np.sqrt(2 / N_MELS)
+        dct[0] /= np.sqrt(2)
+        return mel_db @ dct.T
 
     def _pool(self, columns, frame_times, start, end):
         """One word's vector from the frames whose centre lies in `[start, end)`."""
@@ -401,20 +481,8 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
             inside = [np.argmin(np.abs(frame_times - (start + end) / 2))]
         values = []
         for name in self.features:
-            if name == "duration":
-                values.append(end - start)
-                continue
-            span = columns["f0" if name == "f0_range" else "energy" if name == "energy_peak" else name][inside]
-            voiced = span[~np.isnan(span)]  # only f0 has NaN, at unvoiced frames
-            if name == "f0":
-                values.append(voiced.mean() if voiced.size else 0.0)
-            elif name == "f0_range":
-                low, high = np.percentile(voiced, [10, 90]) if voiced.size > 1 else (1.0, 1.0)
-                values.append(12 * np.log2(high / low))
-            elif name == "energy_peak":
-                values.append(span.max())
-            else:
-                values.append(span.mean())
+            column, pool = FEATURES[name]
+            values.append(pool(None if column is None else columns[column][inside], (start, end)))
         return np.array(values, dtype=np.float64)
 
     def _check_timings(self, word_timings, duration, name):
@@ -438,21 +506,44 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
         return timings
 
     def _align(self, waveform, words, name, spread_unaligned):
-        from .alignment_cmbert import AlignmentError, align_words
-
+        duration = len(waveform) / self.sampling_rate
         try:
-            timings = align_words(waveform, words, sampling_rate=self.sampling_rate)
+            timings, timing = align_words(waveform, words, sampling_rate=self.sampling_rate), "aligned"
+        except TranscriptMismatchError as err:
+            if not spread_unaligned:
+                raise ValueError(f"The audio {name}: {err}; check its transcript, or give word timings") from err
+            logger.warning(f"The audio {name}: {err}; counted as mismatched.")
+            timings, timing = err.timings, "mismatched"
         except AlignmentError as err:
             if not spread_unaligned:
-                raise ValueError(f"The audio {name}: {err} (pass word timings, or use aligner='proportional')") from err
+                raise ValueError(f"The audio {name}: {err}; check its transcript, or give word timings") from err
             logger.warning(f"The audio {name}: {err}; its words are spread over its voiced span instead.")
             return self._spread(waveform, words), "spread"
-        return self._check_timings(timings, len(waveform) / self.sampling_rate, name), "aligned"
+        return self._check_timings(timings, duration, name), timing
 
     def _spread(self, waveform, words):
-        from .alignment_cmbert import spread_words
-
         return spread_words(waveform, words, self.sampling_rate, self.silence_threshold_db)
 
 
-__all__ = ["CMBertFeatureExtractor"]
+def _names_a_file(audio) -> bool:
+    return isinstance(audio, (str, os.PathLike)) or (isinstance(audio, dict) and bool(audio.get("path")))
+
+
+def _mel_filters(sr, n_fft):
+    """The Slaney-style mel filter bank `[N_MELS, n_fft // 2 + 1]` from 0 Hz to sr / 2 (librosa.filters.mel's default)."""
+
+    def to_mel(hz):  # linear below 1 kHz, logarithmic above
+        return np.where(hz < 1000, hz * 3 / 200, 15 + np.log(np.maximum(hz, 1e-9) / 1000) / (np.log(6.4) / 27))
+
+    def to_hz(mel):
+        return np.where(mel < 15, mel * 200 / 3, 1000 * np.exp((mel - 15) * np.log(6.4) / 27))
+
+    edges = to_hz(np.linspace(to_mel(0.0), to_mel(sr / 2), N_MELS + 2))
+    bins = np.fft.rfftfreq(n_fft, 1 / sr)
+    rising = (bins[None, :] - edges[:-2, None]) / np.diff(edges)[:-1, None]
+    falling = (edges[2:, None] - bins[None, :]) / np.diff(edges)[1:, None]
+    weights = np.maximum(0, np.minimum(rising, falling))
+    return weights * (2.0 / (edges[2:] - edges[:-2]))[:, None]  # equal area per filter
+
+
+__all__ = ["CMBertFeatureExtractor", "WORD_TIMINGS"]

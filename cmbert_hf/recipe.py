@@ -28,7 +28,7 @@ from transformers import AutoTokenizer, set_seed
 
 from .configuration_cmbert import CMBertConfig
 from .data_collator import CMBertDataCollator
-from .feature_extraction_cmbert import CMBertFeatureExtractor
+from .feature_extraction_cmbert import WORD_TIMINGS, CMBertFeatureExtractor
 from .featurize import featurize_training_splits
 from .hub import PushError, check_model_location, push_folder
 from .metrics import compute_metrics, markdown_table, summarize
@@ -114,13 +114,14 @@ def featurize_audio(raw, facts, feature_extractor, use_audio, training_args, tim
 
 def alignment_counts(splits) -> dict | None:
     """Where the word spans of extracted recordings came from, over all splits and per split: `given` (timings
-    column), `aligned` (pocketsphinx), `spread` (pocketsphinx failed: words spread over the voiced span). `None`
-    when no recordings were extracted."""
+    column), `aligned` (pocketsphinx), `spread` (pocketsphinx failed: words spread over the voiced span),
+    `mismatched` (the transcript does not fit its audio), ... (`WORD_TIMINGS`). `None` when no recordings were
+    extracted."""
     if "word_timing" not in splits["train"].column_names:
         return None
     per_split = {name: dict(Counter(split["word_timing"])) for name, split in splits.items()}
     total = sum((Counter(counts) for counts in per_split.values()), Counter())
-    return {key: total[key] for key in ("given", "aligned", "spread")} | {"per_split": per_split}
+    return {key: total[key] for key in WORD_TIMINGS} | {"per_split": per_split}
 
 
 def check_arguments(model_args, data_args, training_args) -> None:
@@ -188,6 +189,9 @@ def prepare_data(model_args, data_args, training_args, names=SPLITS):
     raw, provenance = featurize_audio(raw, facts, feature_extractor, use_audio, training_args,
                                       data_args.timings_column, data_args.preprocessing_num_workers)
     alignment = alignment_counts(raw)
+    if alignment and data_args.drop_mismatched:  # counted above, then left out
+        raw = type(raw)({name: split.filter(lambda how: how != "mismatched", input_columns="word_timing")
+                         for name, split in raw.items()})  # fmt: skip
     if facts["level"] == "none" and not model_args.text_only:
         raise ArgumentError(f"dataset config {data_args.dataset_config!r} has no audio: pass --text_only for the "
                             "text-only baseline, or choose a config with audio (cmbert, mmsa_aligned, synthetic, ...).")
@@ -299,8 +303,10 @@ def run(model_args, data_args, training_args, callbacks=None, reuse_finished: bo
             shutil.rmtree(path)
     if alignment is not None:
         logger.warning("word timings of the recordings, all splits: %d given, %d aligned by pocketsphinx, %d spread "
-                       "over the voiced span (pocketsphinx could not align them)",
-                       alignment["given"], alignment["aligned"], alignment["spread"])
+                       "over the voiced span (pocketsphinx could not align them), %d whose transcript does not fit "
+                       "its audio (%s)", alignment["given"], alignment["aligned"], alignment["spread"],
+                       alignment["mismatched"], "left out" if data_args.drop_mismatched else "kept: --drop_mismatched "
+                       "leaves them out")
     return metrics
 
 

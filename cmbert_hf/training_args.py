@@ -83,6 +83,11 @@ class DataArguments:
         metadata={"help": "Recordings: the column of word timings; rows without (null) are aligned with "
                   "pocketsphinx. `true_timings` takes the spoken corpus's reference boundaries (espeak's)."},
     )
+    drop_mismatched: bool = field(
+        default=False,
+        metadata={"help": "Recordings: leave out the rows whose transcript does not fit its audio (counted as "
+                  "`mismatched` in results.json either way)."},
+    )
     preprocessing_num_workers: int | None = field(
         default=None,
         metadata={"help": "Processes for the audio feature extraction (alignment included). Default: this process "

@@ -13,6 +13,7 @@ time (use processes, not threads, to go faster).
 """
 
 import ctypes
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ EVENT_LIST_TERMINATED, EVENT_WORD, EVENT_MSG_TERMINATED = 0, 1, 6
 PARAMETERS = {"rate": 1, "volume": 2, "pitch": 3, "range": 4, "wordgap": 7}
 # A word ends where its audio last rises above this fraction of the utterance's peak, before the next word starts.
 SILENCE_FRACTION = 0.02
+# Stripped from a written word that espeak merged into its neighbour's event.
+PUNCTUATION = ".,;:!?\"'()"
 
 
 class EspeakError(RuntimeError):
@@ -171,12 +174,28 @@ def synthesize(
 
 def _word_timings(text: str, events, waveform: np.ndarray, sampling_rate: int) -> list[tuple[str, float, float]]:
     """Word events -> `(word, start_s, end_s)`; the word is read back from the input at the event's (1-based
-    character) position, so SSML markup around it is skipped."""
-    words = [(text[pos - 1 : pos - 1 + length], sample) for kind, pos, length, sample in events if kind == EVENT_WORD]
+    character) position, so SSML markup around it is skipped.
+
+    espeak speaks some word pairs as one word and gives them one event ("did not" as "didn't"): the words of the text
+    between one event and the next share that event's span, split in proportion to their lengths, so that every
+    written word gets a timing."""
+    words = [(pos - 1, text[pos - 1 : pos - 1 + length], sample) for kind, pos, length, sample in events if kind == EVENT_WORD]
+    # The text's own words and their positions, SSML markup blanked out (positions kept).
+    plain = re.sub(r"<[^>]*>", lambda tag: " " * len(tag.group()), text)
+    written = [(match.start(), match.group().strip(PUNCTUATION)) for match in re.finditer(r"\S+", plain)]
+    starts = []  # (word, start sample)
+    for i, (pos, word, sample) in enumerate(words):
+        stop = words[i + 1][2] if i + 1 < len(words) else len(waveform)
+        next_pos = words[i + 1][0] if i + 1 < len(words) else len(text)
+        merged = [token for start, token in written if pos < start < next_pos and token]
+        lengths = np.cumsum([len(word)] + [len(token) for token in merged])
+        stop_at = stop if merged else sample  # the share of the span each merged word gets
+        shares = sample + (stop_at - sample) * np.concatenate([[0], lengths[:-1]]) / lengths[-1]
+        starts += list(zip([word] + merged, shares.round().astype(int).tolist(), strict=True))
     loud = np.flatnonzero(np.abs(waveform) > SILENCE_FRACTION * np.abs(waveform).max()) if waveform.size else []
     timings = []
-    for i, (word, start) in enumerate(words):
-        stop = words[i + 1][1] if i + 1 < len(words) else len(waveform)
+    for i, (word, start) in enumerate(starts):
+        stop = starts[i + 1][1] if i + 1 < len(starts) else len(waveform)
         inside = loud[(loud >= start) & (loud < stop)] if len(loud) else loud
         end = int(inside[-1]) + 1 if len(inside) else stop
         timings.append((word, start / sampling_rate, end / sampling_rate))

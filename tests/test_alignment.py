@@ -93,3 +93,15 @@ def test_spread_covers_the_voiced_span_in_proportion_to_word_length(spoken):
 def test_bad_waveforms(waveform, message):
     with pytest.raises(ValueError, match=message):
         align_words(waveform, ["movie"])
+
+
+def test_words_espeak_speaks_as_one_each_get_a_timing():
+    text = "i really did not like this movie at all"
+    speech = speak(text)
+    # espeak gives "did not" one word event; every written word must still get its span.
+    assert [word for word, _, _ in speech.word_timings] == text.split()
+    (_, did_start, did_end), (_, not_start, not_end), (_, like_start, _) = speech.word_timings[2:5]
+    assert did_start < did_end <= not_start < not_end <= like_start
+    # The split of the merged event agrees with where the aligner, on its own, hears "not" begin.
+    aligned = align_words(speech.waveform, text.split(), speech.sampling_rate)
+    assert abs(aligned[3][1] - not_start) < 0.08

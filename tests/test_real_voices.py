@@ -1,0 +1,129 @@
+"""The aligner, the f0 feature and the transcript check on real human speech: four recordings with reference word
+timings and an independent tracker's (Praat's) f0 per word, in tests/fixtures/real_voices (see its README)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from cmbert_hf.alignment_cmbert import TranscriptMismatchError, align_words
+from cmbert_hf.feature_extraction_cmbert import CMBertFeatureExtractor
+
+
+FOLDER = Path(__file__).parent / "fixtures" / "real_voices"
+ROWS = [json.loads(line) for line in (FOLDER / "metadata.jsonl").read_text().splitlines()]
+RAW = {"do_normalize": False}
+
+
+def load(row, rate=16000):
+    waveform, sr = sf.read(FOLDER / row["file_name"], dtype="float32")
+    return resample_poly(waveform, rate, sr).astype(np.float32) if sr != rate else waveform
+
+
+def boundary_errors(rows_timings):
+    return np.array([
+        abs(aligned - true)
+        for aligned_timings, true_timings in rows_timings
+        for (_, *aligned_span), (_, *true_span) in zip(aligned_timings, true_timings, strict=True)
+        for aligned, true in zip(aligned_span, true_span)
+    ])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def aligned():
+    return [align_words(load(row), row["text"].split()) for row in ROWS]
+
+
+def test_aligner_boundaries_on_real_speech(aligned):
+    errors = boundary_errors([(timings, row["true_timings"]) for timings, row in zip(aligned, ROWS)])
+    assert len(errors) == 42
+    # Measured: median 18.8 ms, 88.1% within 50 ms (bench/results/real_voices.json); the issue's goal, 15 ms and 93%,
+    # is not reached (see README). These bounds catch a regression.
+    assert np.median(errors) <= 0.020
+    assert np.mean(errors <= 0.05) >= 0.88
+
+
+def test_word_f0_agrees_with_praat_within_a_semitone():
+    extractor = CMBertFeatureExtractor(features=["f0", "voiced"], **RAW)
+    compared = []
+    for row in ROWS:
+        waveform, sr = sf.read(FOLDER / row["file_name"], dtype="float32")
+        timings = [tuple(span) for span in row["true_timings"]]
+        features = extractor(waveform, word_timings=timings, sampling_rate=sr)["word_features"]
+        compared += [(ours, praat) for (ours, _), praat in zip(features, row["praat_f0"]) if praat is not None]
+    ours, praat = np.array(compared).T
+    semitones = 12 * np.log2(ours / praat)
+    assert len(compared) == 20 and (ours > 0).all()
+    assert (np.abs(semitones) < 6).all()  # no octave error
+    assert np.mean(np.abs(semitones) <= 1) >= 0.95
+
+
+def test_another_clips_transcript_is_refused_naming_the_file():
+    mary, bobby = ROWS[1], ROWS[2]
+    extractor = CMBertFeatureExtractor(**RAW)
+    path = str(FOLDER / mary["file_name"])
+    extractor(path, words=mary["text"].split())  # its own transcript fits
+    with pytest.raises(ValueError, match=r"mary\.flac.*transcript") as error:
+        extractor(path, words=bobby["text"].split())
+    assert "\n" not in str(error.value) and "proportional" not in str(error.value)
+
+
+@pytest.mark.parametrize("how", ["cut", "other"])
+def test_wrong_transcripts_of_real_speech_are_caught(how):
+    row, other = ROWS[0], ROWS[3]
+    words = row["text"].split()[:2] if how == "cut" else other["text"].split()
+    with pytest.raises(ValueError, match="transcript|lost"):
+        align_words(load(row), words)
+
+
+def test_training_counts_a_mismatched_transcript():
+    row, other = ROWS[0], ROWS[1]
+    extractor = CMBertFeatureExtractor(**RAW)
+    features, timing = extractor.word_features(
+        str(FOLDER / row["file_name"]), row["text"].split()[:2], spread_unaligned=True, return_timing=True
+    )
+    assert timing == "mismatched" and features.shape[0] == 2
+
+
+def test_long_silences_at_both_ends_keep_the_timings_and_the_f0():
+    row = ROWS[0]
+    waveform = load(row)
+    quiet = 3e-4 * np.random.default_rng(0).standard_normal(3 * 16000).astype(np.float32)
+    padded = np.concatenate([quiet, waveform, quiet])
+    words = row["text"].split()
+    timings = align_words(padded, words)
+    errors = boundary_errors([([(w, a - 3, b - 3) for w, a, b in timings], row["true_timings"])])
+    assert np.median(errors) <= 0.03
+    extractor = CMBertFeatureExtractor(features=["f0"], **RAW)
+    at_edges = extractor(padded, words=words, sampling_rate=16000)["word_features"][:, 0]
+    plain = extractor(waveform, words=words, sampling_rate=16000)["word_features"][:, 0]
+    np.testing.assert_allclose(at_edges, plain, rtol=0.03)
+
+
+def test_telephone_quality_8khz_gives_the_same_f0_and_words():
+    row = ROWS[0]
+    narrow = load(row, rate=8000)  # band-limited to 4 kHz, as a telephone line
+    words = row["text"].split()
+    extractor = CMBertFeatureExtractor(features=["f0", "duration"], **RAW)
+    telephone = extractor(narrow, words=words, sampling_rate=8000)["word_features"]
+    wide = extractor(load(row), words=words, sampling_rate=16000)["word_features"]
+    semitones = 12 * np.log2(telephone[:, 0] / wide[:, 0])
+    assert (np.abs(semitones) <= 1).all()
+    np.testing.assert_allclose(telephone[:, 1], wide[:, 1], atol=0.06)
+
+
+def test_first_extraction_needs_no_jit_compiled_library():
+    # librosa's numba kernels compiled on first use made the first extraction after an install take a minute.
+    code = (
+        "import sys; from cmbert_hf import CMBertFeatureExtractor; "
+        f"CMBertFeatureExtractor(do_normalize=False)({str(FOLDER / ROWS[1]['file_name'])!r}, "
+        "word_timings=[('mary', 0.3, 0.7)]); "
+        "print(sorted(m for m in ('numba', 'librosa') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
