@@ -194,6 +194,7 @@ def write_model_card(
         # Features extracted from recordings (train.py's audio_record, alignment_counts); None otherwise.
         audio=results.get("audio"),
         alignment=results.get("alignment"),
+        drop_mismatched=data.get("drop_mismatched", False),
         seed=results["seed"],
         modalities="text" if model["text_only"] else "text + audio",
         samples=results["samples"],

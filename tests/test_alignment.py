@@ -64,7 +64,7 @@ def test_mismatched_transcript_is_an_error_or_a_counted_fallback(spoken):
     )
     assert timing == "spread"
     at_16k = extractor._load(speech.waveform, speech.sampling_rate, None)[0]
-    np.testing.assert_array_equal(features, extractor.word_features(at_16k, spread_words(at_16k, wrong)))
+    np.testing.assert_array_equal(features, extractor.word_features(at_16k, spread_words(at_16k, wrong), 16000))
     # An utterance that aligns is not spread, with or without the fallback.
     aligned, timing = extractor.word_features(
         speech.waveform, words, speech.sampling_rate, spread_unaligned=True, return_timing=True

@@ -18,6 +18,7 @@ from transformers import pipeline
 
 from cmbert_hf import CMBertFeatureExtractor, CMBertSentimentPipeline
 from cmbert_hf import alignment_cmbert as alignment
+from cmbert_hf import feature_extraction_cmbert as feature_extraction
 from cmbert_hf import recipe
 from cmbert_hf.run_folder import ArgumentError
 from cmbert_hf.feature_extraction_cmbert import DEFAULT_FEATURES
@@ -99,7 +100,7 @@ def spoken_run(tmp_path_factory, tiny_checkpoint, dataset_cache, tiny_args):
         return align_words(waveform, words, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(alignment, "align_words", failing)
+        patch.setattr(feature_extraction, "align_words", failing)  # the name the extractor calls
         recipe.main(tiny_args(
             tiny_checkpoint, dataset_cache, out, "--dataset_config", "spoken", "--data_dir", str(corpus),
             "--dataset_options", SPOKEN_OPTIONS, "--preprocessing_num_workers", "1", "--num_train_epochs", "1",
@@ -122,10 +123,13 @@ def test_a_spoken_run_counts_the_utterances_pocketsphinx_could_not_align(spoken_
     alignment_counts = results["alignment"]
     assert alignment_counts["per_split"] == expected and alignment_counts["per_split"]["train"]["spread"] >= 1
     spread = sum(split.get("spread", 0) for split in expected.values())
-    assert alignment_counts == {"given": 0, "aligned": 12 - spread, "spread": spread, "per_split": expected}
+    assert alignment_counts == {"given": 0, "aligned": 12 - spread, "spread": spread, "mismatched": 0,
+                                "proportional": 0, "per_split": expected}
     assert results["audio"]["aligner"] == "pocketsphinx" and results["audio"]["features"] == list(DEFAULT_FEATURES)
     card = (out / "README.md").read_text()
-    assert f"0 given, {12 - spread} aligned,\n{spread} spread" in card and ", ".join(DEFAULT_FEATURES) in card
+    words = " ".join(card.split())
+    assert f"0 given, {12 - spread} aligned, {spread} spread" in words and ", ".join(DEFAULT_FEATURES) in card
+    assert "0 whose transcript did not fit its audio (kept)" in words
     assert "spoken MOSI-shaped corpus" in card and "CMU-MOSI" not in card  # the data it was trained on
 
 
