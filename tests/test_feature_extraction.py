@@ -1,8 +1,6 @@
 """CMBertFeatureExtractor on real (synthesised) speech: espeak-ng words joined at known boundaries."""
 
 import json
-import shutil
-import subprocess
 
 import librosa
 import numpy as np

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from cmbert_hf.alignment_cmbert import TranscriptMismatchError, align_words
+from cmbert_hf.alignment_cmbert import align_words
 from cmbert_hf.feature_extraction_cmbert import CMBertFeatureExtractor
 
 
@@ -82,7 +82,7 @@ def test_wrong_transcripts_of_real_speech_are_caught(how):
 
 
 def test_training_counts_a_mismatched_transcript():
-    row, other = ROWS[0], ROWS[1]
+    row = ROWS[0]
     extractor = CMBertFeatureExtractor(**RAW)
     features, timing = extractor.word_features(
         str(FOLDER / row["file_name"]), row["text"].split()[:2], spread_unaligned=True, return_timing=True
