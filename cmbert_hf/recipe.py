@@ -148,6 +148,11 @@ def check_arguments(model_args, data_args, training_args) -> None:
     for name in ("learning_rate", "fusion_learning_rate"):
         if not positive[name] < 1:
             raise ArgumentError(f"--{name} must be below 1 (a step size of AdamW), got {positive[name]}.")
+    # A fraction of an epoch leaves part of the train split unseen in a way the run does not record: --max_steps
+    # says it outright.
+    if "num_train_epochs" in positive and not positive["num_train_epochs"] >= 1:
+        raise ArgumentError(f"--num_train_epochs must be at least 1 (--max_steps for a shorter run), got "
+                            f"{positive['num_train_epochs']}.")
     if training_args.overwrite_output_dir and training_args.resume_from_checkpoint:
         raise ArgumentError("--overwrite_output_dir trains afresh; it cannot go with --resume_from_checkpoint.")
     try:

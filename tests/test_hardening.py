@@ -65,6 +65,8 @@ def run_python(*args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
         ({"overwrite_output_dir": {"type": "categorical", "choices": [True, False]}}, r"overwrite_output_dir: not a"),
         ({"num_train_epochs": {"type": "uniform", "low": -5, "high": -1}},
          r"space.num_train_epochs: -5 is not a valid value \(--num_train_epochs must be positive"),
+        ({"num_train_epochs": {"type": "uniform", "low": 0.5, "high": 3}},
+         r"space.num_train_epochs: 0.5 is not a valid value \(--num_train_epochs must be at least 1"),
         ({"learning_rate": {"type": "int", "low": 0, "high": 2}},
          r"space.learning_rate: 0 is not a valid value \(--learning_rate must be positive, got 0"),
         ({"learning_rate": {"type": "loguniform", "low": 1.0e3, "high": 1.0e6}},

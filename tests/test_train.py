@@ -424,6 +424,7 @@ def test_argument_values_that_train_nothing_are_refused(tmp_path):
     for extra, message in [
         (["--num_train_epochs", "-1"], "--num_train_epochs must be positive, got -1.0"),
         (["--num_train_epochs", "0"], "--num_train_epochs must be positive"),
+        (["--num_train_epochs", "0.5"], r"--num_train_epochs must be at least 1 \(--max_steps for a shorter run\)"),
         (["--max_steps", "0"], "--max_steps must be positive"),
         (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be positive, got 0"),
         (["--learning_rate=-1e-5"], "--learning_rate must be positive"),
