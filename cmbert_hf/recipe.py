@@ -83,12 +83,16 @@ def encode_splits(raw, data_args, processor, use_audio: bool, names=SPLITS, audi
     return splits
 
 
-def dataset_options(options) -> dict:
-    """`--dataset_options` (a mapping from the YAML recipe, or a YAML/JSON string) as `load_mosi` keywords."""
+def dataset_options(options, config: str | None = None) -> dict:
+    """`--dataset_options` (a mapping from the YAML recipe, or a YAML/JSON string) as `load_mosi` keywords; with
+    `config`, that config's options only (and the config a known one)."""
+    from dataset_script import UnknownConfigError
     from dataset_script.mosi import config_options
 
     try:
-        return config_options(options)
+        return config_options(options, config)
+    except UnknownConfigError as error:
+        raise ArgumentError(f"--dataset_config: {error}") from error
     except ValueError as error:
         raise ArgumentError(f"--dataset_options: {error}") from error
 
@@ -161,7 +165,7 @@ def check_arguments(model_args, data_args, training_args) -> None:
         raise ArgumentError(f"--model_name_or_path: {error}") from error
     if data_args.pad_to_max_length is None:
         data_args.pad_to_max_length = model_args.original
-    dataset_options(data_args.dataset_options)
+    dataset_options(data_args.dataset_options, data_args.dataset_config)  # before any model or data is loaded
 
 
 def check_launcher(world_size: int) -> None:
@@ -186,8 +190,9 @@ def prepare_data(model_args, data_args, training_args, names=SPLITS):
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model_args.model_name_or_path))
     with training_args.main_process_first(desc="dataset preparation"):
+        options = dataset_options(data_args.dataset_options, data_args.dataset_config)
         raw = load_mosi(data_args.dataset_config, data_dir=data_args.data_dir, cache_dir=data_args.dataset_cache_dir,
-                        transcribe=transcript, **dataset_options(data_args.dataset_options))
+                        transcribe=transcript, **options)
     use_audio = not model_args.text_only
     feature_extractor = CMBertFeatureExtractor()
     facts = audio_facts(raw)  # what the data set declares: level, source, width of its audio
