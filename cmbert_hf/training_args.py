@@ -212,9 +212,12 @@ def parse_command(argv: list[str] | None = None, prog: str | None = None):
     known = {action.dest for action in parser._actions} - {"help"}
     defaults = _read_config(config.config, known) if config.config else {}
     parser.set_defaults(**defaults)
-    search_args, model_args, data_args, training_args, rest = parser.parse_args_into_dataclasses(
-        args=argv, return_remaining_strings=True
-    )
+    try:
+        search_args, model_args, data_args, training_args, rest = parser.parse_args_into_dataclasses(
+            args=argv, return_remaining_strings=True
+        )
+    except ValueError as error:  # a dataclass's own check of a value the parser took (an unknown scheduler, ...)
+        raise ArgumentError(" ".join(str(error).split())) from error
     if rest:
         raise ArgumentError(_unknown(rest[0], [s for a in parser._actions for s in a.option_strings]))
     check_data_source(config.config, defaults, argv, data_args)

@@ -119,6 +119,7 @@ def test_help_is_short_and_lists_every_flag(capsys):
         (["--push_to_hub", "--hub_model_id", "u/m", "--hub_revision", "dev"], "--hub_revision is not supported"),
         (["--seeds", "1", "2", "--resume_from_checkpoint", "ckpt"], "each seed's folder"),
         (["--dataset_config", "text", "--data_dir", str(MOSI_TEXT)], "'text' has no audio: pass --text_only"),
+        (["--lr_scheduler_type", "cosinus"], "cosinus is not a valid SchedulerType"),
         (["--dataset_config", "recording"],
          r"--dataset_config: unknown data set config 'recording'; the configs are .*, recordings, spoken$"),
     ],
