@@ -56,9 +56,8 @@ def fingerprint(model_args, data_args, training_args) -> dict:
 def plan_run(folder: Path, run_args: dict, overwrite: bool, reuse_finished: bool = False):
     """What a run does with its output folder: `("fresh", None)`, `("resume", checkpoint or None)` or, with
     `reuse_finished`, `("finished", results)` for a finished run of the same arguments. Raises `ArgumentError`
-    for a folder it must not train in. Reads only: `start_run_folder` acts once the data is ready."""
-    if folder.exists() and not folder.is_dir():
-        raise ArgumentError(f"--output_dir {folder} is a file, not a folder: choose a folder path.")
+    for a folder it must not train in (a path that is a file: `locked_run_folder`, which `run` enters first). Reads
+    only: `start_run_folder` acts once the data is ready."""
     if not folder.is_dir() or not any(path.name != LOCK for path in folder.iterdir()):
         return "fresh", None
     if not (folder / RUN_ARGS).is_file():
