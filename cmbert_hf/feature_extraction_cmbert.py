@@ -72,10 +72,14 @@ FEATURES = {
     "voiced": ("voiced", lambda values, span: float(values.mean())),
     "energy": ("energy", lambda values, span: float(values.mean())),
     "energy_peak": ("energy", lambda values, span: float(values.max())),
+    "f0_rel": ("f0_rel", lambda values, span: _f0_level(values)),
+    "energy_peak_rel": ("energy_rel", lambda values, span: float(values.max())),
     "duration": (None, lambda values, span: span[1] - span[0]),
     **{f"mfcc{k}": (f"mfcc{k}", lambda values, span: float(values.mean())) for k in range(N_MELS)},
 }
-DEFAULT_FEATURES = ("f0", "f0_range", "voiced", "energy", "energy_peak", "duration", "mfcc1", "mfcc2", "mfcc3", "mfcc4")
+DEFAULT_FEATURES = (
+    "f0", "f0_rel", "f0_range", "voiced", "energy", "energy_peak", "energy_peak_rel", "duration", "mfcc1", "mfcc2", "mfcc3", "mfcc4",
+)  # fmt: skip
 
 
 class CMBertFeatureExtractor(SequenceFeatureExtractor):
@@ -105,6 +109,13 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
       slips), 0 with fewer than two voiced frames.
     - `"energy_peak"`: its loudest frame's energy in dB.
 
+    The same cues relative to the utterance, so that they read the same for a low and a high voice and for a quiet
+    and a loud recording (a word is stressed against its neighbours, and a recording's gain and a speaker's pitch
+    say nothing about delivery):
+
+    - `"f0_rel"`: its f0 (as `"f0"`) in semitones above the utterance's median voiced f0, 0 when it has none.
+    - `"energy_peak_rel"`: its loudest frame's energy in dB below the utterance's loudest frame (0 for that word).
+
     Words without timings are aligned by `aligner`: `"pocketsphinx"` (forced alignment, `alignment_cmbert.py`)
     or `"proportional"` (`alignment_cmbert.spread_words`: the span from the first to the last non-silent frame
     split in proportion to the words' character lengths; ignores pauses and speaking rate). An utterance
@@ -113,10 +124,11 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
 
     Args:
         features (`list[str]`, *optional*, defaults to `DEFAULT_FEATURES`):
-            Names of the per-word features, in output order; `feature_size` is their number. The default, f0 (mean
-            and range), voicing, energy (mean and peak), duration and `mfcc1`-`mfcc4` (spectral tilt and shape,
-            COVAREP's spectral columns' role), is 10 wide: prosody first, few spectral columns, because these
-            carry the word's identity more than its delivery and the corpora are small.
+            Names of the per-word features, in output order; `feature_size` is their number. The default, f0 (level,
+            level relative to the utterance, range), voicing, energy (mean, peak, peak relative to the utterance),
+            duration and `mfcc1`-`mfcc4` (spectral tilt and shape, COVAREP's spectral columns' role), is 12 wide:
+            prosody first, few spectral columns, because these carry the word's identity more than its delivery
+            and the corpora are small.
         sampling_rate (`int`, *optional*, defaults to 16000 (`alignment_cmbert.SAMPLING_RATE`)):
             Rate in Hz at which features are computed; other inputs are resampled to it.
         hop_length (`int`, *optional*, defaults to 160):
@@ -403,9 +415,11 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
         n_fft = 2 ** math.ceil(math.log2(0.025 * sr))
         energy = energy_db(waveform, n_fft, hop)
         needed = {FEATURES[name][0] for name in self.features}
-        columns = {"energy": energy}
-        if {"f0", "voiced"} & needed:
+        columns = {"energy": energy, "energy_rel": energy - energy.max()}
+        if {"f0", "f0_rel", "voiced"} & needed:
             columns["f0"], columns["voiced"] = self._pitch(waveform, energy)
+            level = np.nanmedian(columns["f0"]) if columns["voiced"].any() else np.nan
+            columns["f0_rel"] = 12 * np.log2(columns["f0"] / level)
         n_mfcc = 1 + max((int(name[4:]) for name in needed if name and name.startswith("mfcc")), default=-1)
         if n_mfcc:
             mfcc = self._mfcc(frames(waveform, n_fft, hop), n_mfcc)

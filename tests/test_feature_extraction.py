@@ -83,6 +83,30 @@ def test_f0_range_in_semitones(utterance):
     assert glide_f0 == pytest.approx(np.median(150 * 2**t), rel=0.03)  # the level is the median: 150 * sqrt(2)
 
 
+def test_relative_features_are_against_the_utterance_and_ignore_gain_and_voice():
+    sr = 16000
+    t = np.arange(sr // 2) / sr
+    # Three tone "words": 100, 100 and 150 Hz (a stressed word's +50%) at amplitudes 0.1, 0.2, 0.4. The utterance's
+    # median voiced f0 is 100 Hz, so f0_rel is 0, 0 and 12 log2(1.5) semitones; its loudest frame is the third word's.
+    words = ((100, 0.1), (100, 0.2), (150, 0.4))
+    tones = [amplitude * np.sin(2 * np.pi * hz * t) for hz, amplitude in words]
+    waveform = np.concatenate(tones).astype(np.float32)
+    timings = [("a", 0.05, 0.45), ("b", 0.55, 0.95), ("c", 1.05, 1.45)]  # frames clear of the neighbours
+    extractor = CMBertFeatureExtractor(features=["f0_rel", "energy_peak_rel", "energy_peak"])
+    rows = extractor(waveform, word_timings=timings, sampling_rate=sr, **RAW)["word_features"]
+    np.testing.assert_allclose(rows[:, 0], [0, 0, 12 * np.log2(1.5)], atol=0.05)
+    # 0.5 dB: a 32 ms window holds a non-whole number of periods, so a steady tone's frame RMS varies a little.
+    np.testing.assert_allclose(rows[:, 1], 20 * np.log10([0.25, 0.5, 1.0]), atol=0.5)
+    # A quieter recording of the same speech moves the absolute peak by its gain, not the relative features; so
+    # does a voice a fifth higher (the same tones at 1.5x the frequency).
+    quiet = extractor(0.1 * waveform, word_timings=timings, sampling_rate=sr, **RAW)["word_features"]
+    np.testing.assert_allclose(quiet[:, 2], rows[:, 2] - 20, atol=0.01)
+    np.testing.assert_allclose(quiet[:, :2], rows[:, :2], atol=0.01)
+    higher = np.concatenate([amplitude * np.sin(2 * np.pi * 1.5 * hz * t) for hz, amplitude in words])
+    shifted = extractor(higher.astype(np.float32), word_timings=timings, sampling_rate=sr, **RAW)["word_features"]
+    np.testing.assert_allclose(shifted[:, 0], rows[:, 0], atol=0.05)
+
+
 def test_voicing_separates_periodic_sound_from_noise():
     sr = 16000
     rng = np.random.default_rng(0)
