@@ -105,3 +105,16 @@ def test_words_espeak_speaks_as_one_each_get_a_timing():
     # The split of the merged event agrees with where the aligner, on its own, hears "not" begin.
     aligned = align_words(speech.waveform, text.split(), speech.sampling_rate)
     assert abs(aligned[3][1] - not_start) < 0.08
+
+
+@pytest.mark.parametrize(
+    "sentence, shuffled, squeezed",
+    [(0, "i think movie the was really great", "the"), (3, "very and funny nice movie", "and")],
+)
+def test_words_out_of_order_are_refused_naming_the_word(spoken, sentence, shuffled, squeezed):
+    speech, words = spoken[sentence]
+    align_words(speech.waveform, words, speech.sampling_rate)  # the spoken order fits
+    # A word moved to where it is not said is squeezed into its fewest frames there; every other measure passes.
+    with pytest.raises(AlignmentError, match=rf"^the transcript does not fit the audio: the words \['{squeezed}'\] are "
+                       r"squeezed .* are the words in the spoken order\?$"):
+        align_words(speech.waveform, shuffled.split(), speech.sampling_rate)

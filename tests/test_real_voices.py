@@ -81,6 +81,16 @@ def test_wrong_transcripts_of_real_speech_are_caught(how):
         align_words(load(row), words)
 
 
+@pytest.mark.parametrize("index, shuffled", [(1, "the mary rolled barrel"), (2, "the bobby ledger ripped")])
+def test_shuffled_words_of_real_speech_are_refused_naming_the_order(aligned, index, shuffled):
+    row = ROWS[index]
+    assert [word for word, _, _ in aligned[index]] == row["text"].split()  # the spoken order passes the check
+    # Both passed the acoustic-fit and coverage measures: "the", where a name is said, is squeezed and fits badly.
+    with pytest.raises(ValueError, match=r"\['the'\] are squeezed .* are the words in the spoken order\?") as error:
+        CMBertFeatureExtractor(**RAW)(str(FOLDER / row["file_name"]), words=shuffled.split())
+    assert row["file_name"] in str(error.value) and "\n" not in str(error.value)
+
+
 def test_training_counts_a_mismatched_transcript():
     row = ROWS[0]
     extractor = CMBertFeatureExtractor(**RAW)
