@@ -1,5 +1,5 @@
-"""The aligner, the f0 feature and the transcript check on real human speech: four recordings with reference word
-timings and an independent tracker's (Praat's) f0 per word, in tests/fixtures/real_voices (see its README)."""
+"""The aligner, the f0 feature and the transcript check on real human speech: recordings with reference word timings
+and an independent tracker's (Praat's) f0 per word, in tests/fixtures/real_voices (see its README)."""
 
 import json
 import subprocess
@@ -17,6 +17,7 @@ from cmbert_hf.feature_extraction_cmbert import CMBertFeatureExtractor
 
 FOLDER = Path(__file__).parent / "fixtures" / "real_voices"
 ROWS = [json.loads(line) for line in (FOLDER / "metadata.jsonl").read_text().splitlines()]
+READ = ROWS[:4]  # the four read sentences (ARCTIC, praatio); the rest is spontaneous speech cut from MFA's test data
 RAW = {"do_normalize": False}
 
 
@@ -36,31 +37,45 @@ def boundary_errors(rows_timings):
 
 @pytest.fixture(scope="module")
 def aligned():
-    return [align_words(load(row), row["text"].split()) for row in ROWS]
+    # Without the transcript check: its speech/noise threshold refuses 7 of the noisy spontaneous clips (see README).
+    return [align_words(load(row), row["text"].split(), check_transcript=False) for row in ROWS]
 
 
 def test_aligner_boundaries_on_real_speech(aligned):
     errors = boundary_errors([(timings, row["true_timings"]) for timings, row in zip(aligned, ROWS)])
-    assert len(errors) == 42
-    # Measured: median 18.8 ms, 88.1% within 50 ms (bench/results/real_voices.json); the issue's goal, 15 ms and 93%,
-    # is not reached (see README). These bounds catch a regression.
+    assert len(errors) == 2 * sum(len(row["true_timings"]) for row in ROWS)
+    # Measured on all 20 clips (388 boundaries): median 14.5 ms, 80.9% within 50 ms; on the four read sentences alone
+    # median 18.8 ms, 88.1% (bench/results/real_voices.json). These bounds catch a regression.
     assert np.median(errors) <= 0.020
-    assert np.mean(errors <= 0.05) >= 0.88
+    assert np.mean(errors <= 0.05) >= 0.80
+    read = boundary_errors([(timings, row["true_timings"]) for timings, row in zip(aligned, ROWS) if row in READ])
+    assert np.median(read) <= 0.020 and np.mean(read <= 0.05) >= 0.88
 
 
-def test_word_f0_agrees_with_praat_within_a_semitone():
+@pytest.mark.parametrize("rows", ["read", "all"])
+def test_word_f0_agrees_with_praat_within_a_semitone(rows):
     extractor = CMBertFeatureExtractor(features=["f0", "voiced"], **RAW)
     compared = []
-    for row in ROWS:
+    for row in READ if rows == "read" else ROWS:
         waveform, sr = sf.read(FOLDER / row["file_name"], dtype="float32")
         timings = [tuple(span) for span in row["true_timings"]]
         features = extractor(waveform, word_timings=timings, sampling_rate=sr)["word_features"]
         compared += [(ours, praat) for (ours, _), praat in zip(features, row["praat_f0"]) if praat is not None]
     ours, praat = np.array(compared).T
-    semitones = 12 * np.log2(ours / praat)
-    assert len(compared) == 20 and (ours > 0).all()
-    assert (np.abs(semitones) < 6).all()  # no octave error
-    assert np.mean(np.abs(semitones) <= 1) >= 0.95
+    with np.errstate(divide="ignore"):  # a word we call unvoiced (0 Hz) counts as outside a semitone
+        semitones = 12 * np.log2(ours / praat)
+    voiced = [praat for row in (READ if rows == "read" else ROWS) for praat in row["praat_f0"] if praat is not None]
+    assert len(compared) == len(voiced)
+    if rows == "read":
+        assert (ours > 0).all()
+        assert (np.abs(semitones) < 6).all()  # no octave error
+        assert np.mean(np.abs(semitones) <= 1) >= 0.95
+    else:
+        # The creaky, low (about 65 Hz) voice of the cold corpora: measured 3 of 143 words unvoiced for us, 24 apart by
+        # an octave or more, 77.6% within a semitone; the bounds sit just below (see README).
+        assert (ours <= 0).sum() <= 3
+        assert (np.abs(semitones[ours > 0]) >= 6).sum() <= 24
+        assert np.mean(np.abs(semitones) <= 1) >= 0.77
 
 
 def test_another_clips_transcript_is_refused_naming_the_file():
