@@ -78,7 +78,8 @@ FEATURES = {
     **{f"mfcc{k}": (f"mfcc{k}", lambda values, span: float(values.mean())) for k in range(N_MELS)},
 }
 DEFAULT_FEATURES = (
-    "f0", "f0_rel", "f0_range", "voiced", "energy", "energy_peak", "energy_peak_rel", "duration", "mfcc1", "mfcc2", "mfcc3", "mfcc4",
+    "f0", "f0_rel", "f0_range", "voiced", "energy", "energy_peak", "energy_peak_rel", "duration",
+    "mfcc1", "mfcc2", "mfcc3", "mfcc4",
 )  # fmt: skip
 
 
