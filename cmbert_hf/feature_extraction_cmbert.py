@@ -45,6 +45,10 @@ YIN_THRESHOLD = 0.1
 # A voiced frame's f0 lies within this many octaves of the utterance's median voiced f0: fricatives and bursts
 # that pass the periodicity test read as 370-500 Hz on real speech, far above a speaker's range.
 F0_OCTAVES_FROM_MEDIAN = 1.0
+# A word's pitch needs this many voiced frames (30 ms, a few periods; the real-voice references use the same rule):
+# in a whisper, stray frames of noise pass the voicing test; they gave 6 of 9 words an f0 far below the speaker's
+# with one frame enough, 3 of 9 with three.
+MIN_VOICED_FRAMES = 3
 
 
 def _voiced(values):
@@ -53,12 +57,12 @@ def _voiced(values):
 
 def _f0_level(f0):
     voiced = _voiced(f0)
-    return float(np.median(voiced)) if voiced.size else 0.0
+    return float(np.median(voiced)) if voiced.size >= MIN_VOICED_FRAMES else 0.0
 
 
 def _f0_range(f0):
     voiced = _voiced(f0)
-    if voiced.size < 2:
+    if voiced.size < MIN_VOICED_FRAMES:
         return 0.0
     low, high = np.percentile(voiced, [10, 90])
     return float(12 * np.log2(high / low))
@@ -93,7 +97,7 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
     the frame nearest to its midpoint):
 
     - `"f0"`: fundamental frequency in Hz from YIN (de Cheveigne and Kawahara 2002), the median over the word's
-      *voiced* frames (robust to a stray frame, as a mean is not), 0 when it has none.
+      *voiced* frames (robust to a stray frame, as a mean is not), 0 with fewer than 3 (`MIN_VOICED_FRAMES`).
     - `"voiced"`: the word's fraction of voiced frames. YIN gives a period for every frame, so voicing is decided
       apart from it: a frame is voiced when the normalised autocorrelation of the signal at YIN's period is at least
       `voicing_threshold` (Praat's autocorrelation voicing rule; periodic speech is near 1, noise near 0), the
@@ -107,7 +111,7 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
 
     - `"duration"`: the word's span in seconds.
     - `"f0_range"`: the spread of its voiced f0, 90th over 10th percentile in semitones (robust to YIN's octave
-      slips), 0 with fewer than two voiced frames.
+      slips), 0 with fewer than 3 voiced frames.
     - `"energy_peak"`: its loudest frame's energy in dB.
 
     The same cues relative to the utterance, so that they read the same for a low and a high voice and for a quiet

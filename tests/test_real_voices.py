@@ -165,3 +165,26 @@ def test_a_loud_noise_outside_the_words_is_not_taken_for_untranscribed_speech():
     assert np.median(errors) <= 0.03
     with pytest.raises(ValueError, match="outside the aligned words"):
         align_words(noisy, words[:4])
+
+
+def test_whispered_speech_gets_no_invented_pitch_or_a_clear_line(tmp_path):
+    # A whisper of the ARCTIC clip: its short-time spectral envelopes (magnitudes smoothed over 10 bins, 310 Hz, which
+    # removes the harmonics) with random phases. The extractor gives features without a pitch or one line naming the file.
+    from scipy.ndimage import uniform_filter1d
+    from scipy.signal import istft, stft
+
+    row = ROWS[0]
+    _, _, spectra = stft(load(row), fs=16000, nperseg=512)
+    envelopes = uniform_filter1d(np.abs(spectra), size=10, axis=0)
+    phases = np.exp(2j * np.pi * np.random.default_rng(0).random(spectra.shape))
+    _, whisper = istft(envelopes * phases, fs=16000, nperseg=512)
+    path = tmp_path / "whisper.wav"
+    sf.write(path, (0.5 * whisper / np.abs(whisper).max()).astype(np.float32), 16000)
+    extractor = CMBertFeatureExtractor(features=["f0", "voiced"], **RAW)
+    try:
+        features = extractor(str(path), words=row["text"].split())["word_features"]
+    except ValueError as error:
+        assert "whisper.wav" in str(error) and "\n" not in str(error)
+    else:
+        assert np.mean(features[:, 1]) < 0.2  # hardly a voiced frame
+        assert np.mean(features[:, 0] == 0) >= 0.5  # most words get no f0 rather than one read from noise
