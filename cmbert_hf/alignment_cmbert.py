@@ -172,10 +172,10 @@ def align_words(
             # Pronunciation variants come back as "word(2)"; a failed search gives no segmentation at all.
             segments = [(seg.word, seg.start_frame, seg.end_frame, seg.ascore) for seg in decoder.seg() or []]
             placed = [segment for segment in segments if segment[0] not in NON_WORDS]
-            if [segment[0].split("(")[0] for segment in placed] == decoder_words:
+            found = [segment[0].split("(")[0] for segment in placed]
+            if found == decoder_words:
                 break
         else:
-            found = [segment[0].split("(")[0] for segment in placed]
             lost = next(i for i, word in enumerate(decoder_words) if i >= len(found) or found[i] != word)
             raise AlignmentError(
                 f"the aligner placed {len(placed)} of {len(words)} words and lost {words[lost]!r} (word {lost}): the "

@@ -528,16 +528,14 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
         duration = len(waveform) / self.sampling_rate
         try:
             timings, timing = align_words(waveform, words, sampling_rate=self.sampling_rate), "aligned"
-        except TranscriptMismatchError as err:
-            if not spread_unaligned:
-                raise ValueError(f"The audio {name}: {err}; check its transcript, or give word timings") from err
-            logger.warning(f"The audio {name}: {err}; counted as mismatched.")
-            timings, timing = err.timings, "mismatched"
         except AlignmentError as err:
             if not spread_unaligned:
                 raise ValueError(f"The audio {name}: {err}; check its transcript, or give word timings") from err
-            logger.warning(f"The audio {name}: {err}; its words are spread over its voiced span instead.")
-            return self._spread(waveform, words), "spread"
+            if not isinstance(err, TranscriptMismatchError):
+                logger.warning(f"The audio {name}: {err}; its words are spread over its voiced span instead.")
+                return self._spread(waveform, words), "spread"
+            logger.warning(f"The audio {name}: {err}; counted as mismatched.")
+            timings, timing = err.timings, "mismatched"
         return self._check_timings(timings, duration, name), timing
 
     def _spread(self, waveform, words):
