@@ -54,15 +54,13 @@ from typing import Any
 
 import numpy as np
 import yaml
-from huggingface_hub.errors import StrictDataclassError
 from transformers import EvalPrediction, HfArgumentParser, set_seed
 from transformers.trainer_utils import enable_full_determinism
 
 from . import recipe
-from .configuration_cmbert import CMBertConfig
 from .run_folder import NOT_IN_FINGERPRINT, ArgumentError
 from .training import CMBertTrainer
-from .training_args import fusion_settings, parse_args
+from .training_args import check_fusion_settings, parse_args
 
 logger = logging.getLogger(__name__)
 
@@ -211,10 +209,7 @@ def check_run_arguments(model_args, data_args, training_args) -> None:
     """The checks the command line applies to a run's arguments: the recipe's `check_arguments` and the config's
     validators."""
     recipe.check_arguments(model_args, data_args, training_args)
-    try:
-        CMBertConfig(**fusion_settings(model_args))
-    except StrictDataclassError as error:
-        raise ArgumentError(" ".join(str(error).split())) from error
+    check_fusion_settings(model_args)
 
 
 def _check_distribution(where: str, spec, action) -> None:

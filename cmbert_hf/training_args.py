@@ -228,11 +228,16 @@ def parse_command(argv: list[str] | None = None, prog: str | None = None):
             if chosen not in (value, getattr(defaults, name)):
                 raise ArgumentError(f"--original sets {name}={value!r}; it cannot go with {name}={chosen!r}.")
             setattr(model_args, name, value)
+    check_fusion_settings(model_args)
+    return search_args, model_args, data_args, training_args
+
+
+def check_fusion_settings(model_args) -> None:
+    """Raises `ArgumentError` where the config's validators refuse the fusion settings (before any model is built)."""
     try:
         CMBertConfig(**fusion_settings(model_args))
     except StrictDataclassError as error:
         raise ArgumentError(f"invalid model arguments: {' '.join(str(error).split())}") from error
-    return search_args, model_args, data_args, training_args
 
 
 def parse_args(argv: list[str] | None = None):
@@ -290,5 +295,5 @@ def _unknown(flag: str, options: list[str]) -> str:
 
 __all__ = [
     "CMBertTrainingArguments", "DataArguments", "ModelArguments", "RunArguments", "SearchArguments", "build_parser",
-    "fusion_settings", "model_arguments", "parse_args", "parse_command",
+    "check_fusion_settings", "fusion_settings", "model_arguments", "parse_args", "parse_command",
 ]  # fmt: skip
