@@ -263,7 +263,7 @@ def _evaluate(args) -> None:
     from dataset_script import audio_facts, load_mosi
     from dataset_script.mosi import config_options
 
-    from .featurize import featurize_for_model
+    from .featurize import alignment_counts, featurize_for_model
     from .hub import check_model_location
     from .metrics import sentiment_metrics
 
@@ -298,11 +298,9 @@ def _evaluate(args) -> None:
     classes = [type(part) for part in (pipe.model, pipe.processor, pipe.processor.feature_extractor)]
     names = ", ".join(f"{c.__module__}.{c.__name__}" for c in classes)
     print(f"{args.data} {args.split}: {len(split)} utterances; {names}")
-    if "word_timing" in split.column_names:
-        from .feature_extraction_cmbert import WORD_TIMINGS
-
-        counts = {how: split["word_timing"].count(how) for how in WORD_TIMINGS}
-        print("word timings: " + ", ".join(f"{n} {how}" for how, n in counts.items()))
+    counts = alignment_counts({args.split: split})
+    if counts:
+        print("word timings: " + ", ".join(f"{n} {how}" for how, n in counts.items() if how != "per_split"))
     print("| metric | value |\n|---|---|")
     for name, value in metrics.items():
         print(f"| {name} | {value:.4f} |")

@@ -14,10 +14,12 @@ The processor is not involved: it tokenises, aligns and calls the extractor for 
 import hashlib
 import inspect
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from .feature_extraction_cmbert import WORD_TIMINGS
 from .processing_cmbert import _split_words
 
 
@@ -134,6 +136,18 @@ def featurize_for_model(split, processor, config, timings_column=None):
     return normalize_word_features(extracted, processor.feature_extractor)
 
 
+def alignment_counts(splits) -> dict | None:
+    """Where the word spans of extracted recordings came from, over all splits and per split: `given` (timings
+    column), `aligned` (pocketsphinx), `spread` (pocketsphinx failed: words spread over the voiced span),
+    `mismatched` (the transcript does not fit its audio), ... (`WORD_TIMINGS`). `None` when no recordings were
+    extracted."""
+    if "word_timing" not in next(iter(splits.values())).column_names:
+        return None
+    per_split = {name: dict(Counter(split["word_timing"])) for name, split in splits.items()}
+    total = sum((Counter(counts) for counts in per_split.values()), Counter())
+    return {key: total[key] for key in WORD_TIMINGS} | {"per_split": per_split}
+
+
 def _extract_batch(batch, indices, extractor, audio_column, text_column, timings_column, spread_unaligned):
     """`Dataset.map` function of `extract_word_features` (module level so that worker processes can load it)."""
     word_features, word_timing = [], []
@@ -178,6 +192,6 @@ def _source_hash(extractor) -> str:
 
 
 __all__ = [
-    "extract_word_features", "featurize_for_model", "featurize_training_splits",
+    "alignment_counts", "extract_word_features", "featurize_for_model", "featurize_training_splits",
     "normalize_word_features",
 ]  # fmt: skip

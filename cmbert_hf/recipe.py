@@ -20,7 +20,6 @@ import logging
 import os
 import shutil
 import sys
-from collections import Counter
 from pathlib import Path
 
 import transformers
@@ -28,8 +27,8 @@ from transformers import AutoTokenizer, set_seed
 
 from .configuration_cmbert import CMBertConfig
 from .data_collator import CMBertDataCollator
-from .feature_extraction_cmbert import WORD_TIMINGS, CMBertFeatureExtractor
-from .featurize import featurize_training_splits
+from .feature_extraction_cmbert import CMBertFeatureExtractor
+from .featurize import alignment_counts, featurize_training_splits
 from .hub import PushError, check_model_location, push_folder
 from .metrics import compute_metrics, markdown_table, summarize
 from .model_card import TEMPLATE, training_data, without_local_paths, write_model_card
@@ -112,18 +111,6 @@ def featurize_audio(raw, facts, feature_extractor, use_audio, training_args, tim
     with training_args.main_process_first(desc="audio features"):
         raw = featurize_training_splits(raw, feature_extractor, timings_column=timings_column, num_proc=num_proc)
     return raw, {"audio_feature_source": "extractor", "audio_feature_names": feature_extractor.features}
-
-
-def alignment_counts(splits) -> dict | None:
-    """Where the word spans of extracted recordings came from, over all splits and per split: `given` (timings
-    column), `aligned` (pocketsphinx), `spread` (pocketsphinx failed: words spread over the voiced span),
-    `mismatched` (the transcript does not fit its audio), ... (`WORD_TIMINGS`). `None` when no recordings were
-    extracted."""
-    if "word_timing" not in splits["train"].column_names:
-        return None
-    per_split = {name: dict(Counter(split["word_timing"])) for name, split in splits.items()}
-    total = sum((Counter(counts) for counts in per_split.values()), Counter())
-    return {key: total[key] for key in WORD_TIMINGS} | {"per_split": per_split}
 
 
 def check_arguments(model_args, data_args, training_args) -> None:
@@ -377,6 +364,8 @@ def main(argv: list[str] | None = None, callbacks=None, prog: str | None = None)
         raise ArgumentError("--push_to_hub needs --hub_model_id NAMESPACE/NAME.")
     if training_args.hub_revision:
         raise ArgumentError("--hub_revision is not supported: the run is pushed to the repository's main branch.")
+    if push and (search_args.search or search_args.ray_address or training_args.seeds):
+        raise ArgumentError("--push_to_hub pushes one model: push a seed's folder with `cmbert push` after the sweep.")
     if training_args.seeds and training_args.resume_from_checkpoint:
         raise ArgumentError("--resume_from_checkpoint names one run's checkpoint; with --seeds each seed's folder "
                             "(output_dir/seed-N) resumes from its own last checkpoint by itself.")
@@ -385,8 +374,6 @@ def main(argv: list[str] | None = None, callbacks=None, prog: str | None = None)
     main_process = training_args.process_index == 0
 
     if search_args.search or search_args.ray_address:
-        if push:
-            raise ArgumentError("--push_to_hub pushes one model: push a seed's folder with `cmbert push` afterwards.")
         from . import search
 
         return search.main(argv, model_args, data_args, training_args, search_args, callbacks)
@@ -399,8 +386,6 @@ def main(argv: list[str] | None = None, callbacks=None, prog: str | None = None)
             push_or_explain(training_args)
         return metrics
 
-    if push:
-        raise ArgumentError("--push_to_hub pushes one model: push a seed's folder with `cmbert push` after the sweep.")
     root = Path(training_args.output_dir)
     if (root / RESULTS).is_file() and not training_args.overwrite_output_dir:
         raise ArgumentError(f"{root} holds a finished seed sweep ({RESULTS}): choose a new --output_dir, or pass "
