@@ -35,7 +35,6 @@ def __getattr__(name):
     if name not in _NAMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module = importlib.import_module(f".{_NAMES[name]}", __name__)
-    register_auto_classes()  # if transformers' import came from inside that module, it could not register then
     value = getattr(module, _SOURCE_NAMES.get(name, name))
     globals()[name] = value
     return value
@@ -73,6 +72,8 @@ def register_auto_classes() -> None:
         # transformers was imported by one of these modules, still half-initialised: `__getattr__` registers once
         # it is complete. Nothing is registered yet, so nothing is registered twice.
         return
+    if _registered:  # by the retry after one of these imports (`_RegisterAfterTransformers`)
+        return
     _registered = True
 
     AutoConfig.register("cmbert", CMBertConfig)
@@ -93,21 +94,36 @@ def register_auto_classes() -> None:
     )
 
 
+# The modules whose classes are registered: an import of transformers from inside one of them cannot register (the
+# module is half-initialised), so registration is tried again when each of them has finished loading.
+_REGISTERED_MODULES = {
+    f"{__name__}.{module}"
+    for module in (
+        "configuration_cmbert", "feature_extraction_cmbert", "modeling_cmbert", "pipeline_cmbert", "processing_cmbert",
+    )
+}  # fmt: skip
+
+
 class _RegisterAfterTransformers(importlib.abc.MetaPathFinder):
-    """Registers the Auto classes right after `transformers` is imported: registration needs torch and
-    transformers, which a process that only asks `cmbert --help` should not pay for."""
+    """Registers the Auto classes as soon as both transformers and the classes can be imported: registration needs
+    torch and transformers, which a process that only asks `cmbert --help` should not pay for. Tries after
+    transformers is imported, and after each of `_REGISTERED_MODULES` is; leaves `sys.meta_path` once registered."""
 
     def find_spec(self, fullname, path, target=None):
-        if fullname != "transformers":
+        if fullname != "transformers" and fullname not in _REGISTERED_MODULES:
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
+        for finder in sys.meta_path:  # the finders after this one find the module itself
+            spec = None if finder is self else finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
         if spec is not None and spec.loader is not None:
             load = spec.loader.exec_module
 
             def exec_module(module):
                 load(module)
                 register_auto_classes()
+                if _registered and self in sys.meta_path:
+                    sys.meta_path.remove(self)
 
             spec.loader.exec_module = exec_module
         return spec

@@ -71,12 +71,8 @@ def _load_pipeline(model: str, trust_remote_code: bool):
     from transformers.dynamic_module_utils import get_class_from_dynamic_module
     from transformers.utils import cached_file
 
-    from . import register_auto_classes
     from .pipeline_cmbert import TASK, CMBertSentimentPipeline
 
-    # `explain` imports this package's modules before transformers, whose import can then not register them: without
-    # the registration, AutoConfig would take the folder for remote code and ask for --trust-remote-code.
-    register_auto_classes()
     if not trust_remote_code:
         return pipeline(TASK, model=model, pipeline_class=CMBertSentimentPipeline)
     config = AutoConfig.from_pretrained(model, trust_remote_code=True)

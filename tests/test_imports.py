@@ -30,10 +30,18 @@ def test_nothing_heavy_is_imported(code):
     assert _loaded(code) == []
 
 
-@pytest.mark.parametrize("order", ["cmbert_hf first", "transformers first"])
-def test_the_auto_classes_know_cmbert_after_import(order):
-    imports = ["import cmbert_hf", "import transformers"]
-    code = "\n".join(imports if order == "cmbert_hf first" else imports[::-1]) + (
+@pytest.mark.parametrize(
+    "imports",
+    [
+        "import cmbert_hf\nimport transformers",
+        "import transformers\nimport cmbert_hf",
+        # transformers is first imported from inside the half-initialised configuration module
+        "from cmbert_hf.modeling_cmbert import CMBertModel",
+    ],
+    ids=["cmbert_hf first", "transformers first", "a submodule first"],
+)
+def test_the_auto_classes_know_cmbert_after_import(imports):
+    code = imports + (
         "\nfrom transformers import AutoConfig, AutoProcessor\nfrom transformers.pipelines import PIPELINE_REGISTRY"
         "\nassert type(AutoConfig.for_model('cmbert')).__name__ == 'CMBertConfig'"
         "\nassert 'multimodal-sentiment-analysis' in PIPELINE_REGISTRY.get_supported_tasks()"
