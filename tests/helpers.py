@@ -7,9 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import yaml
 
 # The real CMU-MOSI transcripts, read from ../shared beside the checkout (never copied into the repo).
 MOSI_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mosi-text"
+# The synthetic recipe: what tests run when the data must not matter.
+SYNTHETIC_CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "synthetic.yaml")
 
 # The tiny BERT of transformers' model testers.
 TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
@@ -61,3 +64,19 @@ def recordings(folder, n, seed):
 
 def timed(row):
     return [(t["word"], t["start"], t["end"]) for t in row["word_timings"]]
+
+
+def untrainable(tmp_path) -> list[str]:
+    """Arguments of a run that fails at once if it gets as far as loading a model (bad input must fail before): an
+    empty folder, which passes train.py's check that a local model path exists."""
+    (tmp_path / "no-model").mkdir(exist_ok=True)
+    return ["--config", SYNTHETIC_CONFIG, "--model_name_or_path", str(tmp_path / "no-model"), "--output_dir",
+            str(tmp_path / "out")]  # fmt: skip
+
+
+def write_search(folder: Path, space: dict, n_trials: int = 2, metric: str = "loss", **extra) -> str:
+    """A search YAML in `folder` over `space`; returns its path."""
+    path = folder / "search.yaml"
+    recipe = {"metric": metric, "direction": "minimize", "n_trials": n_trials, "space": space, **extra}
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return str(path)

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import yaml
 from huggingface_hub import HfApi
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, TrainerCallback
@@ -24,23 +23,9 @@ from cmbert_hf import recipe
 from cmbert_hf.cli import MAX_AUDIO_SECONDS
 from cmbert_hf.hub import PushError, push_folder
 from cmbert_hf.run_folder import LOCK, ArgumentError, is_complete_checkpoint, locked_run_folder
+from helpers import untrainable, write_search
 
 ROOT = Path(__file__).resolve().parents[1]
-
-SYNTHETIC = str(ROOT / "configs/synthetic.yaml")
-
-
-def untrainable(tmp_path, out="out") -> list[str]:
-    """Arguments that fail as soon as a model is loaded (an empty model folder): bad input must fail before."""
-    (tmp_path / "no-model").mkdir(exist_ok=True)
-    return ["--config", SYNTHETIC, "--model_name_or_path", str(tmp_path / "no-model"), "--output_dir",
-            str(tmp_path / out)]  # fmt: skip
-
-
-def write_search(folder: Path, space: dict) -> str:
-    path = folder / "search.yaml"
-    path.write_text(yaml.safe_dump({"metric": "loss", "direction": "minimize", "n_trials": 2, "space": space}))
-    return str(path)
 
 
 def one_line_failure(result: subprocess.CompletedProcess) -> str:

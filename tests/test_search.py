@@ -23,28 +23,14 @@ import dataset_script
 from cmbert_hf import recipe
 from cmbert_hf.search import SearchSpace
 from cmbert_hf.training_args import parse_args, parse_command
+from helpers import SYNTHETIC_CONFIG, untrainable, write_search
 
 ROOT = Path(__file__).resolve().parents[1]
 
-DEMO = str(ROOT / "configs/synthetic.yaml")
-
-
-def untrainable(tmp_path) -> list[str]:
-    """Arguments of a run that fails at once if it gets as far as loading a model (bad input must fail before): an
-    empty folder, which passes train.py's check that a local model path exists."""
-    (tmp_path / "no-model").mkdir(exist_ok=True)
-    return ["--config", DEMO, "--model_name_or_path", str(tmp_path / "no-model"), "--output_dir", str(tmp_path / "out")]
 SPACE = {
     "learning_rate": {"type": "loguniform", "low": 1.0e-4, "high": 1.0e-2},
     "fusion_dim": {"type": "categorical", "choices": [8, 16]},  # a model argument
 }
-
-
-def write_search(folder: Path, space: dict, n_trials: int = 2, metric: str = "loss", **extra) -> str:
-    path = folder / "search.yaml"
-    recipe = {"metric": metric, "direction": "minimize", "n_trials": n_trials, "space": space, **extra}
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    return str(path)
 
 
 class Events(TrainerCallback):
@@ -224,7 +210,7 @@ def test_a_killed_search_resumes_without_redoing_finished_trials(tiny_checkpoint
     log = []
     results = recipe.main(args, callbacks=[Events(log)])
     trained = [e[1] for e in log if e[0] == "train"]
-    seed = yaml.safe_load(Path(DEMO).read_text())["seed"]  # no seed in the space: the recipe's
+    seed = yaml.safe_load(Path(SYNTHETIC_CONFIG).read_text())["seed"]  # no seed in the space: the recipe's
     assert trained == [str(out / "search"), str(out / f"seed-{seed}")]  # trial 1 again, then the best; not trial 0
     trials = results["search"]["trials"]
     assert [(t["trial"], t["state"]) for t in trials] == [(0, "COMPLETE"), (1, "FAIL"), (2, "COMPLETE")]
@@ -296,7 +282,7 @@ def test_ray_runs_trials_and_seeds_on_both_nodes_like_the_sequential_sweep(
 
 def test_n_trials_flag_overrides_the_search_yaml(tmp_path):
     config = write_search(tmp_path, SPACE, n_trials=3)
-    search_args, *arguments = parse_command(["--config", DEMO, "--search", config])
+    search_args, *arguments = parse_command(["--config", SYNTHETIC_CONFIG, "--search", config])
     assert SearchSpace.from_arguments(search_args, *arguments).n_trials == 3
-    search_args, *arguments = parse_command(["--config", DEMO, "--search", config, "--n_trials", "5"])
+    search_args, *arguments = parse_command(["--config", SYNTHETIC_CONFIG, "--search", config, "--n_trials", "5"])
     assert SearchSpace.from_arguments(search_args, *arguments).n_trials == 5
