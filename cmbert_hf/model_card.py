@@ -55,7 +55,7 @@ MOSI = (
 # Packages a plain transformers user needs, by the model's audio source: reading and aligning recordings needs the
 # feature extractor's libraries; precomputed vectors and text need only the model's.
 REQUIREMENTS = {
-    "extractor": ("transformers", "torch", "numpy", "librosa", "soundfile", "pocketsphinx"),
+    "extractor": ("transformers", "torch", "numpy", "scipy", "soundfile", "pocketsphinx"),
     None: ("transformers", "torch", "numpy"),
 }
 

@@ -297,8 +297,8 @@ Features:
 - `audio` (Audio, 16 kHz mono): the file's bytes as they were, with its path relative to the folder. `datasets`
   decodes Audio only with torchcodec (not installable beside a CPU torch without FFmpeg);
   `dataset_script.recordings.decode_audio` decodes a value of `dataset.cast_column("audio",
-  datasets.Audio(decode=False))` with soundfile + librosa instead. Vectors are computed from it later by a feature
-  extractor (`dataset_script.audio_facts`: level "waveform", source "extractor").
+  datasets.Audio(decode=False))` with soundfile and scipy instead, as the feature extractor does. Vectors are
+  computed from it later by a feature extractor (`dataset_script.audio_facts`: level "waveform", source "extractor").
 - `word_timings`, `true_timings` (lists of {word, start, end} seconds, or null): timings from the metadata, and
   reference timings (espeak's word events in `spoken`).
 """

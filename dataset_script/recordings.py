@@ -208,16 +208,18 @@ def _file_in_folder(folder: Path, file_name, path: Path, where: dict) -> tuple[s
 def decode_audio(audio, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
     """
     A stored audio value (`{"bytes", "path"}`, what `datasets.Audio(decode=False)` gives) as a mono float32 waveform
-    at `sampling_rate`: channels averaged, resampled with librosa. `datasets` itself decodes `Audio` columns only with
-    torchcodec; this does it with soundfile.
+    at `sampling_rate`: channels averaged, resampled as the feature extractor resamples (scipy's polyphase filter,
+    `cmbert_hf.alignment_cmbert.resample`, which this package does not import), so the checks made here see the samples
+    the extractor will. `datasets` itself decodes `Audio` columns only with torchcodec; this does it with soundfile.
     """
-    import librosa  # only decoding needs it
+    from scipy.signal import resample_poly
 
     source = io.BytesIO(audio["bytes"]) if audio.get("bytes") is not None else audio["path"]
     waveform, rate = sf.read(source, dtype="float32", always_2d=True)
     waveform = waveform.mean(axis=1)
     if rate != sampling_rate:
-        waveform = librosa.resample(waveform, orig_sr=rate, target_sr=sampling_rate)
+        step = math.gcd(rate, sampling_rate)
+        waveform = resample_poly(waveform.astype(np.float64), sampling_rate // step, rate // step)
     return waveform.astype(np.float32)
 
 

@@ -195,7 +195,7 @@ def test_the_card_of_a_trained_folder_can_be_published_as_written(spoken_run, hu
     assert {"processor_config.json", "feature_extraction_cmbert.py", "modeling_cmbert.py"} <= named
     assert named <= set(pushed), named - set(pushed)
     # Requirements, the data it heard and what it is not for; no made-up Hub data sets.
-    assert re.search(r'pip install "transformers>=\S+" "torch>=\S+" "numpy>=\S+" "librosa>=\S+" "soundfile>=\S+" '
+    assert re.search(r'pip install "transformers>=\S+" "torch>=\S+" "numpy>=\S+" "scipy>=\S+" "soundfile>=\S+" '
                      r'"pocketsphinx>=\S+"`', card)  # quoted: `>=` unquoted is a shell redirection
     assert "## Intended use and limitations" in card and "synthetic (espeak-ng)" in card
     assert "- real voices: it heard only espeak-ng's synthetic speech" in card
