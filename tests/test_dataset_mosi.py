@@ -240,3 +240,19 @@ def test_every_config_builds_or_names_the_files_it_needs(tmp_path, config):
         assert audio_facts(part) == audio_facts(builder)
         assert "audio" not in part.column_names  # `audio` only ever holds waveforms
         assert ("audio_features" in part.column_names) == (builder.config.audio_level != "none")
+
+
+def test_every_config_declares_its_audio_in_the_shared_vocabulary():
+    from cmbert_hf.configuration_cmbert import AUDIO_FEATURE_SOURCES
+    from dataset_script.facts import AUDIO_LEVELS, AUDIO_SOURCES
+    from dataset_script.mosi import BUILDERS
+
+    # The model's config records the data's audio source: the two packages (which do not import each other) must
+    # name the same sources.
+    assert set(AUDIO_SOURCES) == set(AUDIO_FEATURE_SOURCES)
+    declared = {name: config.audio_facts() for builder in BUILDERS for name, config in builder.builder_configs.items()}
+    assert {facts["level"] for facts in declared.values()} == set(AUDIO_LEVELS)
+    assert {facts["source"] for facts in declared.values()} == set(AUDIO_SOURCES)
+    for name, facts in declared.items():  # vectors have a width, waveforms a rate, text only neither
+        assert (facts["width"] is not None) == (facts["level"] in ("word", "token")), name
+        assert (facts["sampling_rate"] is not None) == (facts["level"] == "waveform"), name
