@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FIVE
+from helpers import FIVE, crash_at_first_checkpoint
 from hub_server import HubServer, hub_env as _hub_env
 from speech import ESPEAK_RATE, WORDS, speak
 
@@ -100,6 +100,16 @@ def tiny_args():
     """``tiny_args(checkpoint, cache, output_dir, *extra)``: train.py arguments for a fast run on the synthetic
     set (96 train samples, 48 dev/test, 2 epochs)."""
     return _tiny_args
+
+
+@pytest.fixture(scope="session")
+def crashed_run(tiny_checkpoint, dataset_cache, tiny_args, tmp_path_factory):
+    """A tiny run killed right after its first checkpoint (checkpoint-4 of 8 steps), and its command line; tests
+    resume copies of it."""
+    folder = tmp_path_factory.mktemp("crashed") / "run"
+    args = tiny_args(tiny_checkpoint, dataset_cache, folder)
+    crash_at_first_checkpoint(args)
+    return folder, args
 
 
 # --- a tiny saved model and its pipeline (test_pipeline.py, test_cli.py, test_visualization.py) ----------------

@@ -3,11 +3,15 @@ fixtures are in conftest.py."""
 
 import json
 import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import yaml
+from transformers import TrainerCallback
 
 # The real CMU-MOSI transcripts, read from ../shared beside the checkout (never copied into the repo).
 MOSI_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mosi-text"
@@ -80,3 +84,34 @@ def write_search(folder: Path, space: dict, n_trials: int = 2, metric: str = "lo
     recipe = {"metric": metric, "direction": "minimize", "n_trials": n_trials, "space": space, **extra}
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return str(path)
+
+
+CRASH_AT_FIRST_CHECKPOINT = textwrap.dedent(
+    """
+    import os, sys
+    from transformers import TrainerCallback
+    from cmbert_hf import recipe
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            os._exit(17)  # die abruptly right after the first checkpoint is on disk
+
+    recipe.main(sys.argv[1:], callbacks=[Crash()])
+    """
+)
+
+
+def crash_at_first_checkpoint(args: list[str]) -> None:
+    """Runs train.py's recipe with `args` in a child process that dies abruptly once its first checkpoint is saved."""
+    crashed = subprocess.run([sys.executable, "-c", CRASH_AT_FIRST_CHECKPOINT, *args], capture_output=True, timeout=600)
+    assert crashed.returncode == 17, crashed.stderr[-2000:]
+
+
+class Steps(TrainerCallback):
+    """Records the global step of every training step it sees."""
+
+    def __init__(self):
+        self.done = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.done.append(state.global_step)

@@ -23,7 +23,7 @@ from cmbert_hf import recipe
 from cmbert_hf.cli import MAX_AUDIO_SECONDS
 from cmbert_hf.hub import PushError, push_folder
 from cmbert_hf.run_folder import LOCK, ArgumentError, is_complete_checkpoint, locked_run_folder
-from helpers import untrainable, write_search
+from helpers import Steps, untrainable, write_search
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -153,33 +153,6 @@ def test_a_damaged_run_record_is_named(tmp_path, content):
     assert record.read_bytes() == (content if isinstance(content, bytes) else content.encode())
 
 
-CRASH_AT_FIRST_CHECKPOINT = textwrap.dedent(
-    """
-    import os, sys
-    from transformers import TrainerCallback
-    from cmbert_hf import recipe
-
-    class Crash(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            os._exit(17)
-
-    recipe.main(sys.argv[2:], callbacks=[Crash()])
-    """
-)
-
-
-@pytest.fixture(scope="module")
-def crashed_run(tiny_checkpoint, dataset_cache, tiny_args, tmp_path_factory):
-    """A run killed right after its first checkpoint (checkpoint-4 of 8 steps), and its command line."""
-    folder = tmp_path_factory.mktemp("crashed") / "run"
-    args = tiny_args(tiny_checkpoint, dataset_cache, folder)
-    crashed = subprocess.run([sys.executable, "-c", CRASH_AT_FIRST_CHECKPOINT, str(ROOT), *args],
-                             capture_output=True, timeout=600)  # fmt: skip
-    assert crashed.returncode == 17, crashed.stderr[-2000:]
-    assert is_complete_checkpoint(folder / "checkpoint-4")
-    return folder, args
-
-
 def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
@@ -198,14 +171,6 @@ def test_a_damaged_checkpoint_is_not_complete(crashed_run, tmp_path, damage):
     shutil.copytree(crashed_run[0] / "checkpoint-4", checkpoint)
     damage(checkpoint)
     assert not is_complete_checkpoint(checkpoint)
-
-
-class Steps(TrainerCallback):
-    def __init__(self):
-        self.done = []
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.done.append(state.global_step)
 
 
 def test_a_half_written_checkpoint_does_not_block_resuming(crashed_run, tmp_path):

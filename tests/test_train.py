@@ -9,7 +9,6 @@ import runpy
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from cmbert_hf.run_folder import ArgumentError
 from cmbert_hf.training import CMBertTrainer, freeze, parameter_groups
 from cmbert_hf.training_args import CMBertTrainingArguments, parse_args
 from dataset_script import load_mosi
-from helpers import MOSI_TEXT, TINY
+from helpers import MOSI_TEXT, TINY, Steps
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -390,14 +389,6 @@ def test_length_grouped_batches_train(tiny_checkpoint, dataset_cache, tiny_args,
     assert np.isfinite(metrics["test"]["test_mae"])
 
 
-class Steps(TrainerCallback):
-    def __init__(self):
-        self.done = []
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.done.append(state.global_step)
-
-
 @pytest.mark.slow
 def test_seed_sweep_writes_per_seed_and_mean_std(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
     args = tiny_args(tiny_checkpoint, dataset_cache, tmp_path, "--seeds", "1111", "1112", "--num_train_epochs", "1")
@@ -454,29 +445,12 @@ def test_the_original_pads_to_max_length_unless_told_otherwise(extra, padded):
     assert data_args.pad_to_max_length is padded
 
 
-CRASH_AFTER_FIRST_CHECKPOINT = textwrap.dedent(
-    """
-    import os, sys
-    from transformers import TrainerCallback
-    from cmbert_hf import recipe
-
-    class Crash(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            os._exit(17)  # die abruptly right after the first checkpoint is on disk
-
-    recipe.main(sys.argv[2:], callbacks=[Crash()])
-    """
-)
-
-
 @pytest.mark.slow
-def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_checkpoint, dataset_cache, tiny_args, tmp_path):
+def test_resume_after_a_crash_matches_an_uninterrupted_run(crashed_run, tiny_checkpoint, dataset_cache, tiny_args,
+                                                           tmp_path):
     reference = recipe.main(tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "reference"))
-    args = tiny_args(tiny_checkpoint, dataset_cache, tmp_path / "crashed")
-    crashed = subprocess.run(
-        [sys.executable, "-c", CRASH_AFTER_FIRST_CHECKPOINT, str(ROOT), *args], capture_output=True, timeout=600
-    )
-    assert crashed.returncode == 17, crashed.stderr[-2000:]
+    shutil.copytree(crashed_run[0], tmp_path / "crashed")
+    args = [*crashed_run[1], "--output_dir", str(tmp_path / "crashed")]
     assert (tmp_path / "crashed" / "checkpoint-4").is_dir() and not (tmp_path / "crashed" / "results.json").exists()
 
     steps = Steps()
