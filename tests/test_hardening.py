@@ -13,13 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from huggingface_hub import HfApi
 from safetensors.torch import load_file, save_file
-from transformers import AutoTokenizer, TrainerCallback
+from transformers import TrainerCallback
 
-from cmbert_hf import CMBertConfig, CMBertFeatureExtractor, CMBertForSequenceClassification, CMBertProcessor
-from cmbert_hf import recipe
+from cmbert_hf import CMBertForSequenceClassification, recipe
 from cmbert_hf.cli import MAX_AUDIO_SECONDS
 from cmbert_hf.hub import PushError, push_folder
 from cmbert_hf.run_folder import LOCK, ArgumentError, is_complete_checkpoint, locked_run_folder
@@ -190,22 +188,6 @@ def test_a_half_written_checkpoint_does_not_block_resuming(crashed_run, tmp_path
 # --- memory: absurd configs refused before allocating, long audio refused before decoding ------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, minilm_path):
-    """A tiny saved CM-BERT folder with its processor (features of the extractor, fitted normalisation)."""
-    folder = tmp_path_factory.mktemp("tiny-cmbert")
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    features = CMBertFeatureExtractor().features[:5]
-    torch.manual_seed(0)
-    config = CMBertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                          intermediate_size=37, audio_feature_source="extractor", audio_feature_names=features)
-    CMBertForSequenceClassification(config).save_pretrained(folder)
-    rows = np.random.default_rng(0).normal([120, 0.8, -30, -15, 0.4], [30, 0.2, 8, 6, 0.2], size=(200, 5))
-    extractor = CMBertFeatureExtractor(features=features).fit_normalization([rows])
-    CMBertProcessor(extractor, tokenizer).save_pretrained(folder)
-    return folder
-
-
 def _edited(folder: Path, target: Path, edit) -> Path:
     shutil.copytree(folder, target)
     config = json.loads((target / "config.json").read_text())
@@ -231,8 +213,8 @@ def _labels(config):
         (lambda c: c.update(fusion_dim=10**9), r"(?s)fusion_dim.*must be at most 65536"),
     ],
 )
-def test_an_absurd_config_is_refused_in_seconds_without_allocating(tiny_model, tmp_path, edit, message):
-    folder = _edited(tiny_model, tmp_path / "absurd", edit)
+def test_an_absurd_config_is_refused_in_seconds_without_allocating(tiny_folder, tmp_path, edit, message):
+    folder = _edited(tiny_folder, tmp_path / "absurd", edit)
     start = time.perf_counter()
     with pytest.raises(Exception, match=message):
         CMBertForSequenceClassification.from_pretrained(folder)
@@ -254,14 +236,14 @@ def measured_cli(*args) -> tuple[str, float]:
     return lines[-2], peak
 
 
-def test_cmbert_predict_refuses_a_huge_config_in_bounded_memory(tiny_model, tmp_path):
-    folder = _edited(tiny_model, tmp_path / "labels", _labels)
+def test_cmbert_predict_refuses_a_huge_config_in_bounded_memory(tiny_folder, tmp_path):
+    folder = _edited(tiny_folder, tmp_path / "labels", _labels)
     line, peak = measured_cli("predict", "--model", str(folder), "--text", "a fine film")
     assert line == "cmbert predict: error: `num_labels` must be an integer from 1 to 10000, got 1000000000."
     assert peak < 2.0
 
 
-def test_cmbert_predict_refuses_a_60_minute_recording_before_decoding_it(tiny_model, tmp_path):
+def test_cmbert_predict_refuses_a_60_minute_recording_before_decoding_it(tiny_folder, tmp_path):
     long = tmp_path / "hour.wav"
     rate = 16_000
     with sf.SoundFile(long, "w", samplerate=rate, channels=1, subtype="PCM_16") as out:
@@ -269,7 +251,7 @@ def test_cmbert_predict_refuses_a_60_minute_recording_before_decoding_it(tiny_mo
         for _ in range(60):  # one minute at a time: the test itself stays small
             out.write(block)
     assert sf.info(long).duration == 3600 and MAX_AUDIO_SECONDS < 3600
-    line, peak = measured_cli("predict", "--model", str(tiny_model), "--text", "a fine film", "--audio", str(long))
+    line, peak = measured_cli("predict", "--model", str(tiny_folder), "--text", "a fine film", "--audio", str(long))
     assert line == (f"cmbert predict: error: {long} lasts 3600 s; one utterance may last at most {MAX_AUDIO_SECONDS} "
                     "s: cut the recording into utterances and score them with --input")
     assert peak < 1.5  # the decoded hour alone would take 0.9 GB in float32, its features several GB
@@ -278,21 +260,21 @@ def test_cmbert_predict_refuses_a_60_minute_recording_before_decoding_it(tiny_mo
 # --- one-line errors --------------------------------------------------------------------------------------------
 
 
-def test_a_nan_weight_is_one_line(tiny_model, tmp_path):
+def test_a_nan_weight_is_one_line(tiny_folder, tmp_path):
     from cmbert_hf.cli import main as cmbert
 
     folder = tmp_path / "nan"
-    shutil.copytree(tiny_model, folder)
+    shutil.copytree(tiny_folder, folder)
     weights = load_file(folder / "model.safetensors")
     weights["classifier.weight"][0, 0] = float("nan")
     save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
     result = run_python("-m", "cmbert_hf.cli", "predict", "--model", str(folder), "--text", "a fine film")
     assert one_line_failure(result) == (f"cmbert predict: error: {folder}: the weight classifier.weight holds NaN or "
                                         "inf values; the model folder is damaged")
-    assert cmbert(["predict", "--model", str(tiny_model), "--text", "a fine film", "--text-only"]) == 0  # sound folder
+    assert cmbert(["predict", "--model", str(tiny_folder), "--text", "a fine film", "--text-only"]) == 0  # sound folder
 
 
-def test_a_non_utf8_timings_file_is_named(tiny_model, tmp_path):
+def test_a_non_utf8_timings_file_is_named(tiny_folder, tmp_path):
     from cmbert_hf.cli import CLIError, read_timings
 
     timings = tmp_path / "timings.tsv"
@@ -311,21 +293,21 @@ def test_invalid_fusion_settings_are_one_line(tmp_path, option):
 # --- a push whose server dies mid-upload ------------------------------------------------------------------------
 
 
-def test_a_push_whose_server_dies_mid_upload_says_how_to_retry_and_leaves_no_repo(hub_env, hub_server, tiny_model):
+def test_a_push_whose_server_dies_mid_upload_says_how_to_retry_and_leaves_no_repo(hub_env, hub_server, tiny_folder):
     hub_server.drop_paths_containing = "/lfs-upload/"  # the weights' upload never gets an answer
-    result = run_python("-m", "cmbert_hf.cli", "push", str(tiny_model), "--repo-id", "user/new", env=hub_env)
+    result = run_python("-m", "cmbert_hf.cli", "push", str(tiny_folder), "--repo-id", "user/new", env=hub_env)
     line = one_line_failure(result)
-    assert line.startswith(f"Pushing {tiny_model} to user/new failed (RuntimeError: Error while uploading")
-    assert line.endswith(f"The folder is complete; retry with: cmbert push {tiny_model} --repo-id user/new")
+    assert line.startswith(f"Pushing {tiny_folder} to user/new failed (RuntimeError: Error while uploading")
+    assert line.endswith(f"The folder is complete; retry with: cmbert push {tiny_folder} --repo-id user/new")
     assert any(status == "dropped" for _, _, status in hub_server.requests)
     assert not HfApi().repo_exists("user/new")  # the push created it: deleted again
     hub_server.drop_paths_containing = None
-    retried = run_python("-m", "cmbert_hf.cli", "push", str(tiny_model), "--repo-id", "user/new", env=hub_env)
+    retried = run_python("-m", "cmbert_hf.cli", "push", str(tiny_folder), "--repo-id", "user/new", env=hub_env)
     assert retried.returncode == 0, retried.stderr[-2000:]
     assert "model.safetensors" in HfApi().list_repo_files("user/new")
 
 
-def test_a_push_to_an_invalid_repo_id_is_refused_before_any_request(hub_env, hub_server, tiny_model):
+def test_a_push_to_an_invalid_repo_id_is_refused_before_any_request(hub_env, hub_server, tiny_folder):
     with pytest.raises(PushError, match=r"--repo-id 'bad id!!' is not a Hub repository id"):
-        push_folder(tiny_model, "bad id!!")
+        push_folder(tiny_folder, "bad id!!")
     assert hub_server.requests == []
