@@ -53,23 +53,25 @@ def test_aligner_boundaries_on_real_speech(aligned):
 
 
 def test_word_f0_agrees_with_two_independent_trackers():
-    # The reference: words where Praat and pYIN agree within a semitone (on the creaky cold-corpus voice they often
-    # do not: Praat reads 418-492 Hz on 13 words there, pYIN calls many unvoiced; see the fixture's README).
+    # The reference: the words both Praat and pYIN call voiced. On the creaky cold-corpus voice Praat alone calls
+    # many more words voiced, 13 of them at 418-492 Hz for a speaker at 65-130 Hz; see the fixture's README.
     extractor = CMBertFeatureExtractor(features=["f0"], **RAW)
-    ours, reference = [], []
+    ours, praat_f0, trackers_agree = [], [], []
     for row in ROWS:
         waveform, sr = sf.read(FOLDER / row["file_name"], dtype="float32")
         timings = [tuple(span) for span in row["true_timings"]]
         f0 = extractor(waveform, word_timings=timings, sampling_rate=sr)["word_features"][:, 0]
         for value, praat, pyin in zip(f0, row["praat_f0"], row["pyin_f0"], strict=True):
-            if praat and pyin and abs(12 * np.log2(praat / pyin)) <= 1:
+            if praat and pyin:
                 ours.append(value)
-                reference.append(praat)
-    ours, reference = np.array(ours), np.array(reference)
-    assert len(ours) >= 60 and (ours > 0).all()
-    semitones = np.abs(12 * np.log2(ours / reference))
-    assert (semitones < 6).all()  # no octave error
-    assert np.mean(semitones <= 1) >= 0.95  # measured: all 63 within a semitone
+                praat_f0.append(praat)
+                trackers_agree.append(abs(12 * np.log2(praat / pyin)) <= 1)
+    ours, praat_f0, trackers_agree = np.array(ours), np.array(praat_f0), np.array(trackers_agree)
+    assert len(ours) >= 65 and (ours == 0).sum() <= 1  # measured: 69 words, 1 we call unvoiced
+    semitones = np.where(ours > 0, np.abs(12 * np.log2(np.maximum(ours, 1e-9) / praat_f0)), np.inf)
+    assert (semitones[ours > 0] < 6).all()  # no octave error
+    assert np.mean(semitones <= 1) >= 0.95  # measured: 68 of 69 within a semitone of Praat
+    assert trackers_agree.sum() >= 60 and (semitones[trackers_agree] <= 1).all()  # all 63 where the two agree
 
 
 def test_another_clips_transcript_is_refused_naming_the_file():
