@@ -3,11 +3,14 @@
 On tests/fixtures/real_voices (recordings of human speech with reference word timings, see its README) and on
 the `spoken` corpus's test split (espeak-ng; reference timings are espeak's word events):
 
-- aligner: |aligned - reference| over every word start and end (median, share within 50 ms), and at the clip edges;
+- aligner: |aligned - reference| over every word start and end (median, share within 50 ms), and at the clip edges,
+  and where the boundaries off by more than 50 ms lie; on the real clips also without the transcript check, by who
+  made the reference (a person, or an aligner);
 - f0 (real voices): the extractor's per-word f0 (median of its voiced frames) against Praat's median f0 over the same
   span (`praat-parselmouth`, GPL: a reference here only, never a dependency of the package), on the reference spans
   and on the aligned ones: share of voiced words within one semitone, octave errors; on every word Praat calls
-  voiced, and on the words where Praat and a second tracker (librosa's pYIN) agree within a semitone;
+  voiced, on the words Praat and a second tracker (librosa's pYIN) both call voiced, and on those where the two
+  agree within a semitone;
 - transcript check: how many true transcripts `align_words` refuses (`TranscriptMismatchError` or a lost word), and
   how many wrong ones it catches: another clip's sentence, the first two words only, the words shuffled, two extra
   words.
@@ -50,12 +53,21 @@ def load_rows(folder: Path, limit: int | None, split: str | None = None) -> list
 
 
 def boundary_summary(pairs) -> dict:
-    """pairs: (aligned timings, reference timings) per utterance."""
-    every, edges = [], []
+    """pairs: (aligned timings, reference timings) per utterance. Boundaries off by more than 50 ms are counted by
+    where they lie: a clip edge, a word edge next to a pause of the reference (over 30 ms), or connected speech."""
+    every, edges, misses = [], [], {"clip_edge": 0, "at_a_reference_pause": 0, "in_connected_speech": 0}
     for aligned, reference in pairs:
+        last = len(aligned) - 1
         for i, ((_, start, end), (_, true_start, true_end)) in enumerate(zip(aligned, reference, strict=True)):
-            every += [abs(start - true_start), abs(end - true_end)]
-            edges += [abs(start - true_start)] * (i == 0) + [abs(end - true_end)] * (i == len(aligned) - 1)
+            pauses = (true_start - reference[i - 1][2] if i else None,
+                      reference[i + 1][1] - true_end if i < last else None)  # fmt: skip
+            for error, pause in zip((abs(start - true_start), abs(end - true_end)), pauses):
+                every.append(error)
+                if pause is None:
+                    edges.append(error)
+                if error > 0.05:
+                    where = "at_a_reference_pause" if pause is not None and pause > 0.03 else "in_connected_speech"
+                    misses["clip_edge" if pause is None else where] += 1
     every, edges = np.array(every), np.array(edges)
     return {
         "boundaries": len(every),
@@ -63,17 +75,24 @@ def boundary_summary(pairs) -> dict:
         "within_50ms": round(float(np.mean(every <= 0.05)), 3),
         "edges_median_ms": round(1000 * float(np.median(edges)), 1),
         "edges_within_50ms": round(float(np.mean(edges <= 0.05)), 3),
+        "misses": misses,
     }
 
 
+def reference_kind(row: dict) -> str:
+    """Who made a real clip's reference timings (its `labels`): a person, or an aligner (festvox's, MFA, ...)."""
+    return "hand_labelled" if row["labels"].startswith("hand-labelled") else "aligner_made"
+
+
 def f0_summary(rows: list[dict], spans_of) -> dict:
-    """The extractor's word f0 against Praat's on every word Praat calls voiced, and on the words where Praat and
-    pYIN (librosa) agree within a semitone: the creaky cold-corpus voice splits the two trackers."""
+    """The extractor's word f0 against Praat's on every word Praat calls voiced, on the words both Praat and pYIN
+    (librosa) call voiced, and on those where the two agree within a semitone: the creaky cold-corpus voice splits
+    the two trackers."""
     import librosa
     import parselmouth
 
     extractor = CMBertFeatureExtractor(features=["f0"], do_normalize=False)
-    against_praat, against_both = [], []
+    against_praat, against_voiced, against_both = [], [], []
     for row in rows:
         spans = spans_of(row)
         ours = extractor(row["waveform"], word_timings=spans, sampling_rate=SAMPLING_RATE)["word_features"][:, 0]
@@ -89,9 +108,12 @@ def f0_summary(rows: list[dict], spans_of) -> dict:
                 continue
             semitones = abs(12 * np.log2(f0 / np.median(praat))) if f0 > 0 else np.inf
             against_praat.append(semitones)
-            if other.size >= 3 and abs(12 * np.log2(np.median(other) / np.median(praat))) <= 1:
-                against_both.append(semitones)
-    return {name: _agreement(np.array(values)) for name, values in (("praat", against_praat), ("praat_and_pyin_agree", against_both))}
+            if other.size >= 3:
+                against_voiced.append(semitones)
+                if abs(12 * np.log2(np.median(other) / np.median(praat))) <= 1:
+                    against_both.append(semitones)
+    groups = {"praat": against_praat, "praat_and_pyin_voiced": against_voiced, "praat_and_pyin_agree": against_both}
+    return {name: _agreement(np.array(values)) for name, values in groups.items()}
 
 
 def _agreement(semitones: np.ndarray) -> dict:
@@ -164,6 +186,15 @@ def main() -> None:
     for name, rows in (("real_voices", real), ("spoken_test", spoken)):
         check = check_summary(rows)
         result[name] = {"aligner": boundary_summary(check.pop("aligned")), "transcript_check": check}
+    # Every real clip aligned without the check, by who made its reference.
+    by_kind = {}
+    for row in real:
+        aligned = align_words(row["waveform"], row["words"], check_transcript=False)
+        by_kind.setdefault(reference_kind(row), []).append((aligned, row["true_timings"]))
+    result["real_voices"]["aligner_without_check"] = {
+        "all": boundary_summary([pair for pairs in by_kind.values() for pair in pairs]),
+        **{kind: boundary_summary(pairs) for kind, pairs in sorted(by_kind.items())},
+    }
     result["real_voices"]["f0"] = {
         "reference_spans": f0_summary(real, lambda row: [tuple(span) for span in row["true_timings"]]),
         "aligned_spans": f0_summary(
