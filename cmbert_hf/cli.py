@@ -209,8 +209,10 @@ def _predict_batch(args) -> None:
 
     # A generator makes the pipeline stream results, so the bar moves as they come.
     try:
-        results = list(tqdm(pipe(rows(), batch_size=args.batch_size, text_only=args.text_only), total=len(inputs),
-                            desc="predict"))
+        scored = pipe(
+            rows(), batch_size=args.batch_size, text_only=args.text_only, check_transcript=args.check_transcript
+        )
+        results = list(tqdm(scored, total=len(inputs), desc="predict"))
     except ValueError as error:
         raise CLIError(f"{args.input}, row {pulled[-1]}: {error}") from error
     for key in ("score", "label", "polarity"):
@@ -248,7 +250,7 @@ def _score_one(args, **options) -> dict:
     example = make_input(args.text, args.audio, args.timings, args.features)
     pipe = load_pipeline(args.model, args.trust_remote_code)
     _check_audio(pipe, [] if _has_audio(example) else [repr(args.text)], args)
-    return pipe(example, text_only=args.text_only, **options)
+    return pipe(example, text_only=args.text_only, check_transcript=args.check_transcript, **options)
 
 
 def _evaluate(args) -> None:
@@ -326,6 +328,11 @@ def _add_utterance_arguments(command: argparse.ArgumentParser, text_required: bo
     command.add_argument("--audio", help="Its audio file (features are extracted from it).")
     command.add_argument("--timings", help="Word timings for --audio (word<TAB>start_s<TAB>end_s lines).")
     command.add_argument("--features", help="Precomputed word-level features, a .npy of shape [n_words, D].")
+    command.add_argument(
+        "--no-transcript-check", dest="check_transcript", action="store_false",
+        help="Take the aligned word spans of --audio as they are, even where the text does not seem to fit the audio "
+        "(which is refused otherwise): for a transcript known to be right.",
+    )  # fmt: skip
 
 
 def _user_errors(run):

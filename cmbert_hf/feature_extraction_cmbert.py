@@ -240,7 +240,7 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
             )
 
     def __call__(
-        self, raw_audio, word_timings=None, words=None, sampling_rate=None, do_normalize=None
+        self, raw_audio, word_timings=None, words=None, sampling_rate=None, do_normalize=None, check_transcript=True
     ) -> BatchFeature:
         """
         Extracts one acoustic vector per word.
@@ -258,6 +258,9 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
                 Rate of waveform inputs, required for them (a waveform without it is refused). Files carry their own.
             do_normalize (`bool`, *optional*):
                 Overrides `self.do_normalize` for this call.
+            check_transcript (`bool`, *optional*, defaults to `True`):
+                With `words`, refuse a transcript that does not fit its audio (`alignment_cmbert.align_words`);
+                `False` takes the aligned spans as they are, for a transcript known to be right.
 
         Returns:
             [`BatchFeature`]: with `"word_features"`: a float32 `np.ndarray` of shape `[n_words, feature_size]` for a
@@ -281,13 +284,16 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
         for i, (audio, annotation) in enumerate(zip(raw_audio, annotations, strict=True)):
             # A file is named by its path (in `_load`); only a bare waveform of a batch by its place.
             name = f"waveform {i}" if batched and not _names_a_file(audio) else None
-            features = self.word_features(audio, annotation, sampling_rate, name=name)
+            features = self.word_features(
+                audio, annotation, sampling_rate, name=name, check_transcript=check_transcript
+            )
             outputs.append(self.normalize(features) if do_normalize else features.astype(np.float32))
         return BatchFeature({"word_features": outputs if batched else outputs[0]})
 
     def word_features(
-        self, audio, annotation, sampling_rate=None, name=None, spread_unaligned=False, return_timing=False
-    ):
+        self, audio, annotation, sampling_rate=None, name=None, spread_unaligned=False, return_timing=False,
+        check_transcript=True,
+    ):  # fmt: skip
         """
         Unnormalised word features of one utterance: the step shared by `__call__` (pipeline, CLI) and
         [`cmbert_hf.featurize.extract_word_features`] (training data).
@@ -302,6 +308,8 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
                 the words, spread them over the voiced span, and when the aligned transcript does not fit the audio
                 (`alignment_cmbert.TranscriptMismatchError`) keep the aligned spans, each with a warning naming the
                 input, instead of raising.
+            check_transcript (`bool`, *optional*, defaults to `True`):
+                Whether pocketsphinx's spans are checked against the audio (as in `__call__`).
             return_timing (`bool`, *optional*, defaults to `False`):
                 Also return where the word spans came from: `"given"`, `"aligned"` (pocketsphinx), `"spread"`
                 (pocketsphinx failed), `"mismatched"` (aligned, but the transcript does not fit the audio: count or
@@ -332,7 +340,7 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
         if timed:
             timings, timing = self._check_timings(annotation, duration, name), "given"
         elif self.aligner == "pocketsphinx":
-            timings, timing = self._align(waveform, annotation, name, spread_unaligned)
+            timings, timing = self._align(waveform, annotation, name, spread_unaligned, check_transcript)
         else:
             timings, timing = self._spread(waveform, annotation), "proportional"
         out = np.stack([self._pool(columns, frame_times, start, end) for _, start, end in timings])
@@ -524,13 +532,21 @@ class CMBertFeatureExtractor(SequenceFeatureExtractor):
             timings.append((word, float(start), float(end)))
         return timings
 
-    def _align(self, waveform, words, name, spread_unaligned):
+    def _align(self, waveform, words, name, spread_unaligned, check_transcript):
         duration = len(waveform) / self.sampling_rate
         try:
-            timings, timing = align_words(waveform, words, sampling_rate=self.sampling_rate), "aligned"
+            timings = align_words(waveform, words, sampling_rate=self.sampling_rate, check_transcript=check_transcript)
+            timing = "aligned"
         except AlignmentError as err:
             if not spread_unaligned:
-                raise ValueError(f"The audio {name}: {err}; check its transcript, or give word timings") from err
+                # A transcript the check refuses may still be right (real speech: 2 of 20 true ones): say how to pass.
+                override = (
+                    ", or, if it is right, turn the check off (check_transcript=False; cmbert predict "
+                    "--no-transcript-check)" if isinstance(err, TranscriptMismatchError) else ""
+                )
+                raise ValueError(
+                    f"The audio {name}: {err}; check its transcript, or give word timings{override}"
+                ) from err
             if not isinstance(err, TranscriptMismatchError):
                 logger.warning(f"The audio {name}: {err}; its words are spread over its voiced span instead.")
                 return self._spread(waveform, words), "spread"

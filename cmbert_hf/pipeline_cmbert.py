@@ -87,6 +87,9 @@ class CMBertSentimentPipeline(Pipeline):
         text_only (`bool`, *optional*, defaults to `False`):
             Score inputs without audio on their text alone, also with a model trained with audio (inputs with
             audio still use it).
+        check_transcript (`bool`, *optional*, defaults to `True`):
+            For `"audio"` without `"word_timings"`: refuse a text that does not fit its audio (the transcript check
+            of forced alignment); `False` scores it on the aligned spans as they are.
     """
 
     _load_processor = True
@@ -122,15 +125,17 @@ class CMBertSentimentPipeline(Pipeline):
             scored = super().__call__(example, **kwargs)
             yield {"start": utterance.start, "end": utterance.end, "text": utterance.text, **scored}
 
-    def _sanitize_parameters(self, max_length=None, return_attention=None, text_only=None):
+    def _sanitize_parameters(self, max_length=None, return_attention=None, text_only=None, check_transcript=None):
         preprocess = {} if max_length is None else {"max_length": max_length}
         if text_only is not None:
             preprocess["text_only"] = text_only
+        if check_transcript is not None:
+            preprocess["check_transcript"] = check_transcript
         forward = {} if return_attention is None else {"return_attention": return_attention}
         postprocess = {} if return_attention is None else {"return_attention": return_attention}
         return preprocess, forward, postprocess
 
-    def preprocess(self, inputs, max_length=None, text_only=False):
+    def preprocess(self, inputs, max_length=None, text_only=False, check_transcript=True):
         if isinstance(inputs, str):
             inputs = {"text": inputs}
         if not isinstance(inputs, dict) or not isinstance(inputs.get("text"), str):
@@ -159,6 +164,8 @@ class CMBertSentimentPipeline(Pipeline):
             audio.update(audio=[inputs["audio"]], sampling_rate=inputs.get("sampling_rate"))
             if inputs.get("word_timings") is not None:
                 audio["word_timings"] = [inputs["word_timings"]]
+            if not check_transcript:  # only then: the remote code of models pushed before knows no such argument
+                audio["check_transcript"] = False
         if inputs.get("audio_features") is not None:
             audio.update(audio_features=[inputs["audio_features"]], audio_level=inputs.get("audio_level", "word"))
         encoding = self.processor(

@@ -120,6 +120,7 @@ class CMBertProcessor(ProcessorMixin):
         truncation: bool = True,
         return_tensors=None,
         text_only: bool = False,
+        check_transcript: bool = True,
     ) -> BatchEncoding:
         r"""
         Tokenizes `text` and aligns acoustic features to its word-pieces.
@@ -144,6 +145,9 @@ class CMBertProcessor(ProcessorMixin):
             text_only (`bool`, *optional*, defaults to `False`):
                 Encode text without audio for a processor of a model trained with audio (`audio_feature_source`
                 `"extractor"`, `"covarep"` or `"synthetic"`), which otherwise refuses it.
+            check_transcript (`bool`, *optional*, defaults to `True`):
+                For `audio` without `word_timings`: refuse a transcript that does not fit the audio (the feature
+                extractor's `check_transcript`).
 
         Returns:
             [`BatchEncoding`] with `input_ids`, `attention_mask`, `token_type_ids` and, when audio is given,
@@ -163,8 +167,9 @@ class CMBertProcessor(ProcessorMixin):
             else:
                 annotations = {"word_timings": word_timings if batched else [word_timings]}
             audio_features = self.feature_extractor(
-                audio if batched else [audio], sampling_rate=sampling_rate, **annotations
-            )["word_features"]
+                audio if batched else [audio], sampling_rate=sampling_rate, check_transcript=check_transcript,
+                **annotations,
+            )["word_features"]  # fmt: skip
             audio_level = "word"
         elif audio_features is not None and not batched:
             audio_features = [audio_features]
