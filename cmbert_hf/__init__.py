@@ -69,8 +69,8 @@ def register_auto_classes() -> None:
         from .pipeline_cmbert import TASK, CMBertSentimentPipeline
         from .processing_cmbert import CMBertProcessor
     except ImportError:
-        # transformers was imported by one of these modules, still half-initialised: `__getattr__` registers once
-        # it is complete. Nothing is registered yet, so nothing is registered twice.
+        # transformers was imported by one of these modules, still half-initialised: the import hook
+        # (`_RegisterAfterTransformers`) tries again once it is complete. Nothing is registered yet.
         return
     if _registered:  # by the retry after one of these imports (`_RegisterAfterTransformers`)
         return

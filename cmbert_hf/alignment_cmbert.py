@@ -205,8 +205,8 @@ def _check_fit(waveform16: np.ndarray, timings, scores) -> None:
     - a squeezed word: one pressed into about the fewest frames its phones allow, and fitting badly there, is not
       spoken where the transcript puts it (words out of order, most often);
     - coverage: the share of the clip's voiced speech frames (periodic, within `SPEECH_DB` of its loudest) that no
-      word spans; a
-      transcript that says less than the audio (cut short, or the first words of a long recording) leaves it high.
+      word spans; a transcript that says less than the audio (cut short, or the first words of a long recording)
+      leaves it high.
     """
     n_frames, phones = np.array([n for n, _, _ in scores]), np.array([p for _, _, p in scores])
     # pocketsphinx gives the score as a probability; a very poor long word underflows to 0, which is a poor fit.

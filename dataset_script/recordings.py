@@ -209,8 +209,9 @@ def decode_audio(audio, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
     """
     A stored audio value (`{"bytes", "path"}`, what `datasets.Audio(decode=False)` gives) as a mono float32 waveform
     at `sampling_rate`: channels averaged, resampled as the feature extractor resamples (scipy's polyphase filter,
-    `cmbert_hf.alignment_cmbert.resample`, which this package does not import), so the checks made here see the samples
-    the extractor will. `datasets` itself decodes `Audio` columns only with torchcodec; this does it with soundfile.
+    `cmbert_hf.alignment_cmbert.resample`, which this package does not import), so the checks made here see the
+    samples the extractor will. `datasets` itself decodes `Audio` columns only with torchcodec; this does it with
+    soundfile.
     """
     from scipy.signal import resample_poly
 
