@@ -84,10 +84,11 @@ def test_another_clips_transcript_is_refused_naming_the_file():
     assert "\n" not in str(error.value) and "proportional" not in str(error.value)
 
 
-def test_cmbert_predict_refuses_a_misfit_transcript_unless_told_it_is_right(tiny_folder, tmp_path, capsys):
+def test_cmbert_predict_refuses_a_misfit_transcript_unless_told_it_is_right(aligned, tiny_folder, tmp_path, capsys):
     from cmbert_hf import cli
 
-    row = next(row for row in ROWS if row["file_name"] == "acoustic_corpus_0081.flac")  # true, and refused
+    # A true transcript that the check refuses (its reduced "pretty").
+    index, row = next((i, row) for i, row in enumerate(ROWS) if row["file_name"] == "acoustic_corpus_0081.flac")
     args = ["predict", "--model", str(tiny_folder), "--text", row["text"], "--audio", str(FOLDER / row["file_name"])]
     assert cli.main(args) == 1
     line = capsys.readouterr().err.splitlines()[-1]  # after the weights' loading bar
@@ -95,8 +96,8 @@ def test_cmbert_predict_refuses_a_misfit_transcript_unless_told_it_is_right(tiny
     assert "['pretty']" in line and line.endswith("(check_transcript=False; cmbert predict --no-transcript-check)")
     assert cli.main([*args, "--no-transcript-check"]) == 0
     unchecked = json.loads(capsys.readouterr().out)["score"]
-    # Scored on the spans the aligner gave, as if they were given as word timings.
-    spans = align_words(load(row), row["text"].split(), check_transcript=False)
+    # Scored on the spans the aligner gave (without the check: the `aligned` fixture), as if given as word timings.
+    spans = aligned[index]
     (tmp_path / "words.tsv").write_text("".join(f"{word}\t{start}\t{end}\n" for word, start, end in spans))
     assert cli.main([*args, "--timings", str(tmp_path / "words.tsv")]) == 0
     assert json.loads(capsys.readouterr().out)["score"] == pytest.approx(unchecked, abs=1e-6)
