@@ -106,9 +106,12 @@ def tiny_args():
 def crashed_run(tiny_checkpoint, dataset_cache, tiny_args, tmp_path_factory):
     """A tiny run killed right after its first checkpoint (checkpoint-4 of 8 steps), and its command line; tests
     resume copies of it."""
+    from cmbert_hf.run_folder import is_complete_checkpoint
+
     folder = tmp_path_factory.mktemp("crashed") / "run"
     args = tiny_args(tiny_checkpoint, dataset_cache, folder)
     crash_at_first_checkpoint(args)
+    assert is_complete_checkpoint(folder / "checkpoint-4")
     return folder, args
 
 
