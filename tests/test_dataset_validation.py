@@ -31,7 +31,8 @@ def release(tmp_path) -> Path:
     folder = tmp_path / "release"
     folder.mkdir()
     for stem in ("train", "dev", "test"):
-        shutil.copy(MOSI_TEXT / f"{stem}.tsv", folder)
+        # copyfile, not copy: the shared files are read-only, and the tests rewrite their copies (as any user, not root)
+        shutil.copyfile(MOSI_TEXT / f"{stem}.tsv", folder / f"{stem}.tsv")
     write_audio(folder, audio_arrays())
     return folder
 
@@ -143,9 +144,9 @@ def test_text_that_is_not_utf8(release, tmp_path):
         f"{release / 'dev.tsv'}, split 'validation', row 5: line 7 is not UTF-8 (invalid continuation byte at byte {offset})"
         " (expected UTF-8 text)"
     )
-    shutil.copy(MOSI_TEXT / "dev.tsv", release)
+    shutil.copyfile(MOSI_TEXT / "dev.tsv", release / "dev.tsv")
     for stem in ("train", "dev", "test"):
-        shutil.copy(MOSI_TEXT / f"{stem}.video_ids.txt", release)
+        shutil.copyfile(MOSI_TEXT / f"{stem}.video_ids.txt", release / f"{stem}.video_ids.txt")
     ids = (release / "test.video_ids.txt").read_bytes().splitlines()
     ids[2] += b"\xff"
     (release / "test.video_ids.txt").write_bytes(b"\r\n".join(ids))
@@ -156,7 +157,7 @@ def test_text_that_is_not_utf8(release, tmp_path):
 @needs_text
 def test_missing_and_short_files(release, tmp_path):
     for stem in ("train", "test"):
-        shutil.copy(MOSI_TEXT / f"{stem}.video_ids.txt", release)
+        shutil.copyfile(MOSI_TEXT / f"{stem}.video_ids.txt", release / f"{stem}.video_ids.txt")
     (release / "dev.video_ids.txt").write_text("a\nb\n")
     with pytest.raises(MosiDataError, match=r"dev.video_ids.txt, split 'validation': 2 video ids \(expected 229"):
         build(release, tmp_path)
