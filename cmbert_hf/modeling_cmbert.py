@@ -305,7 +305,8 @@ class CMBertPreTrainedModel(PreTrainedModel):
         if PIPELINE_FILE.is_file():  # copied first, so that `push_to_hub=True` uploads it too
             Path(save_directory).mkdir(parents=True, exist_ok=True)
             for source in (PIPELINE_FILE, PIPELINE_FILE.with_name("transcription_cmbert.py")):  # and its import
-                shutil.copy(source, save_directory)
+                # The content only: a read-only installed file would make the folder's copy unwritable by a later save.
+                shutil.copyfile(source, Path(save_directory) / source.name)
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 
